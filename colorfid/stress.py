@@ -1,0 +1,639 @@
+"""Stress sets: discovery, pairing and validation, and the bundled sets.
+
+A *stress set* is a folder::
+
+    my_set/
+      gt/      target images ("after")                       required
+      lq/      model inputs ("before"), same file stems       \\ at least one
+      pred/    saved model outputs, same file stems           /
+      set.toml optional: description, [protocol] overrides, [degradation], [provenance]
+
+Images are matched by file stem (``gt/kitchen.png`` <-> ``lq/kitchen.jpg``); the supported
+suffixes are :data:`IMAGE_SUFFIXES` (case-insensitive). Hidden files and other files are
+ignored (listed in :attr:`StressSet.ignored`). Everything that would make a gate measure the
+wrong thing -- a stem on one side only, two files with one stem, an image whose size differs
+from its GT, an unreadable file, an empty or missing folder, an unknown ``set.toml`` key or
+protocol field -- raises one :class:`~colorfid.errors.StressSetError` that lists *every*
+offender, never a silent skip.
+
+The bundled sets (``colorchecker``, ``saturated_paint``, ``photos``, ``neutral``) live in
+``<repo>/golden/stress/<name>/`` and were made by ``scripts/make_golden_data.py`` (see
+``golden/stress/README.md``). The bundled *training* pairs (``golden/train/``, same layout)
+come from the same generators with other seeds and scenes and never overlap the stress sets.
+``COLORFID_GOLDEN=/path/to/golden`` points colorfid at another copy of ``golden/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal, Mapping, Sequence
+
+from .errors import StressSetError, UnknownNameError
+
+try:  # Python >= 3.11
+    import tomllib as _toml
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as _toml  # type: ignore[no-redef]
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "BUNDLED_SETS",
+    "SET_TOML_KEYS",
+    "Pair",
+    "StressSet",
+    "load_stress_set",
+    "attach_predictions",
+    "bundled_set_names",
+    "bundled_set",
+    "resolve_sets",
+    "golden_dir",
+    "stress_dir",
+    "training_dir",
+    "bundled_training_set",
+]
+
+#: File suffixes (lower-case) that count as images in ``gt/``, ``lq/`` and ``pred/``.
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+#: The bundled stress sets, in the order reports list them.
+BUNDLED_SETS: tuple[str, ...] = ("colorchecker", "saturated_paint", "photos", "neutral")
+
+#: Top-level keys ``set.toml`` may hold. ``description`` is a string; ``protocol`` overrides
+#: :class:`colorfid.metrics.MetricProtocol` fields for this set; ``degradation`` and
+#: ``provenance`` are free-form tables (how the LQ was made, where the images come from),
+#: carried in :attr:`StressSet.degradation` / :attr:`StressSet.provenance`.
+SET_TOML_KEYS: tuple[str, ...] = ("description", "protocol", "degradation", "provenance")
+
+_GOLDEN_ENV = "COLORFID_GOLDEN"
+_SIDES = ("gt", "lq", "pred")
+
+Kind = Literal["lq", "pred"]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One image of a stress set.
+
+    Attributes:
+        name: the shared file stem.
+        gt: the target image.
+        lq: the model input (``lq/``), or None when the set has no ``lq/``.
+        pred: a saved prediction (``pred/``), or None when the set has no ``pred/``.
+        size: (height, width) of the GT in pixels after EXIF orientation, read from the file
+            header; None when the set was loaded with ``check="none"``.
+    """
+
+    name: str
+    gt: Path
+    lq: Path | None = None
+    pred: Path | None = None
+    size: tuple[int, int] | None = None
+
+    def input(self, kind: Kind) -> Path | None:
+        """The ``lq`` or ``pred`` path, by ``kind``."""
+        return self.lq if kind == "lq" else self.pred
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (str / int / None), for JSON and pytest-xdist."""
+        return {
+            "name": self.name,
+            "gt": str(self.gt),
+            "lq": None if self.lq is None else str(self.lq),
+            "pred": None if self.pred is None else str(self.pred),
+            "size": None if self.size is None else [int(self.size[0]), int(self.size[1])],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Pair:
+        size = d.get("size")
+        return cls(
+            name=str(d["name"]),
+            gt=Path(d["gt"]),
+            lq=None if d.get("lq") is None else Path(d["lq"]),
+            pred=None if d.get("pred") is None else Path(d["pred"]),
+            size=None if size is None else (int(size[0]), int(size[1])),
+        )
+
+
+@dataclass(frozen=True)
+class StressSet:
+    """A validated stress set.
+
+    Attributes:
+        name: the set's name (its folder name unless given).
+        root: the set folder.
+        kind: ``"pred"`` when the set is gated from saved predictions (it has ``pred/``),
+            else ``"lq"`` (a model runs on ``lq/``). Pairs carry every path that exists, so a
+            set with both ``lq/`` and ``pred/`` serves both uses.
+        pairs: the images, sorted by name.
+        description: from ``set.toml`` (empty when absent).
+        protocol_overrides: ``[protocol]`` of ``set.toml``: MetricProtocol fields for this set.
+        degradation: ``[degradation]`` of ``set.toml`` (documentation of how LQ was made).
+        provenance: ``[provenance]`` of ``set.toml``.
+        ignored: files in ``gt/``, ``lq/``, ``pred/`` that are not images (or are hidden).
+    """
+
+    name: str
+    root: Path
+    kind: Kind
+    pairs: list[Pair]
+    description: str = ""
+    protocol_overrides: dict[str, Any] = field(default_factory=dict)
+    degradation: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    ignored: list[Path] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __iter__(self) -> Iterator[Pair]:
+        return iter(self.pairs)
+
+    @property
+    def names(self) -> list[str]:
+        """The image names (file stems), in order."""
+        return [p.name for p in self.pairs]
+
+    def get(self, name: str) -> Pair:
+        """The pair called ``name``; UnknownNameError listing the known names otherwise."""
+        for p in self.pairs:
+            if p.name == name:
+                return p
+        raise UnknownNameError(f"stress set {self.name!r} ({self.root}) has no image {name!r}; known: {self.names}")
+
+    def metric_protocol(self, base: Any = None) -> Any:
+        """``colorfid.metrics.MetricProtocol``: ``base`` (or the defaults) with this set's
+        ``[protocol]`` overrides on top."""
+        from .metrics import MetricProtocol
+
+        if base is None:
+            base = MetricProtocol()
+        if not self.protocol_overrides:
+            return base
+        return MetricProtocol.from_dict({**base.as_dict(), **self.protocol_overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only, for JSON and for crossing pytest-xdist's wire."""
+        return {
+            "name": self.name,
+            "root": str(self.root),
+            "kind": self.kind,
+            "pairs": [p.to_dict() for p in self.pairs],
+            "description": self.description,
+            "protocol_overrides": dict(self.protocol_overrides),
+            "degradation": dict(self.degradation),
+            "provenance": dict(self.provenance),
+            "ignored": [str(p) for p in self.ignored],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StressSet:
+        """Inverse of :meth:`to_dict` (no file-system checks)."""
+        return cls(
+            name=str(d["name"]),
+            root=Path(d["root"]),
+            kind=d["kind"],
+            pairs=[Pair.from_dict(p) for p in d["pairs"]],
+            description=str(d.get("description", "")),
+            protocol_overrides=dict(d.get("protocol_overrides", {})),
+            degradation=dict(d.get("degradation", {})),
+            provenance=dict(d.get("provenance", {})),
+            ignored=[Path(p) for p in d.get("ignored", [])],
+        )
+
+
+# --------------------------------------------------------------------------- set.toml
+
+
+def _protocol_fields() -> dict[str, type]:
+    """MetricProtocol's field names -> int or float."""
+    from .metrics import MetricProtocol
+
+    out: dict[str, type] = {}
+    for f in dataclasses.fields(MetricProtocol):
+        out[f.name] = int if f.type in (int, "int") else float
+    return out
+
+
+def _read_set_toml(path: Path, problems: list[str]) -> dict[str, Any]:
+    """Parse and check ``set.toml``; problems are appended (all of them), not raised."""
+    try:
+        with open(path, "rb") as fh:
+            data = _toml.load(fh)
+    except _toml.TOMLDecodeError as exc:
+        problems.append(f"{path}: not valid TOML: {exc}")
+        return {}
+    except OSError as exc:
+        problems.append(f"{path}: cannot be read: {exc}")
+        return {}
+    unknown = sorted(k for k in data if k not in SET_TOML_KEYS)
+    if unknown:
+        problems.append(f"{path}: unknown key(s) {unknown}; known keys: {list(SET_TOML_KEYS)}")
+    desc = data.get("description", "")
+    if not isinstance(desc, str):
+        problems.append(f"{path}: 'description' must be a string, got {type(desc).__name__}")
+    for table in ("protocol", "degradation", "provenance"):
+        if table in data and not isinstance(data[table], dict):
+            problems.append(f"{path}: '{table}' must be a table ([{table}]), got {type(data[table]).__name__}")
+    proto = data.get("protocol", {})
+    if isinstance(proto, dict) and proto:
+        known = _protocol_fields()
+        bad = sorted(k for k in proto if k not in known)
+        if bad:
+            problems.append(f"{path}: unknown [protocol] field(s) {bad}; known fields: {sorted(known)}")
+        for k, v in proto.items():
+            if k not in known:
+                continue
+            want = known[k]
+            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+            if want is int:
+                ok = ok and isinstance(v, int)
+            if not ok:
+                what = "an integer" if want is int else "a finite number"
+                problems.append(f"{path}: [protocol] {k} must be {what}, got {v!r}")
+    return data
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from the header, after EXIF orientation; the file's structure is checked
+    (PNG chunk CRCs, truncation) without decoding pixels. Raises on anything unreadable."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        w, h = im.size
+        orientation = 1
+        if im.format != "PNG" or "exif" in im.info:  # PNG getexif() would decode the pixels
+            orientation = int(im.getexif().get(0x0112, 1) or 1)
+        im.verify()
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    if w < 1 or h < 1:
+        raise ValueError(f"empty image ({w}x{h})")
+    return h, w
+
+
+def _decode_size(path: Path) -> tuple[int, int]:
+    """(height, width) by decoding the whole file with colorfid.io (the gate's own reader)."""
+    try:
+        from .io import read_image
+    except ImportError:  # pragma: no cover - io not installed: fall back to Pillow
+        from PIL import Image, ImageOps
+
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)
+            im.load()
+            return im.size[1], im.size[0]
+    t = read_image(path)
+    return int(t.shape[-2]), int(t.shape[-1])
+
+
+def _list_images(folder: Path, side: str, problems: list[str], ignored: list[Path]) -> dict[str, Path]:
+    """stem -> file in ``folder``; duplicates / empty folder recorded as problems."""
+    by_stem: dict[str, list[Path]] = {}
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError as exc:
+        problems.append(f"{side}/ cannot be listed: {exc}")
+        return {}
+    for p in entries:
+        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
+            ignored.append(p)
+            continue
+        by_stem.setdefault(p.stem, []).append(p)
+    dups = {s: ps for s, ps in by_stem.items() if len(ps) > 1}
+    for s, ps in sorted(dups.items()):
+        problems.append(f"{side}/ has several files with the stem {s!r}: {[p.name for p in ps]}")
+    if not by_stem:
+        problems.append(
+            f"{side}/ holds no images (supported suffixes: {', '.join(IMAGE_SUFFIXES)})"
+            + (f"; found {[p.name for p in ignored if p.parent == folder][:5]}" if ignored else "")
+        )
+    return {s: ps[0] for s, ps in by_stem.items() if len(ps) == 1}
+
+
+def _fmt_names(names: Sequence[str], limit: int = 20) -> str:
+    names = sorted(names)
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _raise(name: str, root: Path, problems: list[str]) -> None:
+    lines = "\n".join(f"  - {p}" for p in problems)
+    raise StressSetError(f"stress set {name!r} at {root} is malformed ({len(problems)} problem(s)):\n{lines}")
+
+
+CheckMode = Literal["header", "decode", "none"]
+
+
+def load_stress_set(
+    path: str | os.PathLike[str],
+    *,
+    kind: Kind | None = None,
+    name: str | None = None,
+    check: CheckMode = "header",
+) -> StressSet:
+    """Load and validate one stress-set folder.
+
+    Args:
+        path: the set folder (holding ``gt/`` and ``lq/`` and/or ``pred/``).
+        kind: ``"lq"`` requires ``lq/``, ``"pred"`` requires ``pred/``; None (default) takes
+            ``"pred"`` when ``pred/`` exists, else ``"lq"``. Every side that exists is paired
+            with ``gt/`` and validated.
+        name: the set's name; default the folder name.
+        check: ``"header"`` (default) reads each image's header for its size and checks the
+            file's structure (PNG CRCs, truncation) without decoding pixels; ``"decode"``
+            decodes every image with :func:`colorfid.io.read_image`; ``"none"`` only pairs
+            file names (``Pair.size`` is then None).
+
+    Returns:
+        The :class:`StressSet`, pairs sorted by name.
+
+    Raises:
+        StressSetError: listing every problem at once: missing folder, missing ``gt/``, neither
+            ``lq/`` nor ``pred/``, an empty side, two files with one stem, stems on one side
+            only, unreadable images, lq/pred size different from gt, a malformed ``set.toml``
+            (unknown keys, unknown or non-numeric ``[protocol]`` fields).
+        UnknownNameError: ``kind`` or ``check`` is not one of the accepted values.
+    """
+    if kind not in (None, "lq", "pred"):
+        raise UnknownNameError(f"stress set kind {kind!r} is not known; known: ['lq', 'pred'] (or None = auto)")
+    if check not in ("header", "decode", "none"):
+        raise UnknownNameError(f"check mode {check!r} is not known; known: ['header', 'decode', 'none']")
+    root = Path(path).expanduser()
+    set_name = name if name is not None else root.resolve().name if root.name in ("", ".", "..") else root.name
+    if not root.exists():
+        raise StressSetError(f"stress set {set_name!r}: folder {root} does not exist")
+    if not root.is_dir():
+        raise StressSetError(f"stress set {set_name!r}: {root} is not a folder")
+
+    problems: list[str] = []
+    meta: dict[str, Any] = {}
+    toml_path = root / "set.toml"
+    if toml_path.exists():
+        meta = _read_set_toml(toml_path, problems)
+
+    present = {s: (root / s).is_dir() for s in _SIDES}
+    if not present["gt"]:
+        problems.append("missing gt/ folder (the target images)")
+    if not present["lq"] and not present["pred"]:
+        problems.append("neither lq/ (model inputs) nor pred/ (saved predictions) exists")
+    if kind is not None and not present[kind] and (present["lq"] or present["pred"]):
+        problems.append(f"kind={kind!r} asked for, but there is no {kind}/ folder")
+    if problems and (not present["gt"] or not (present["lq"] or present["pred"])):
+        _raise(set_name, root, problems)
+    chosen: Kind = kind if kind is not None else ("pred" if present["pred"] else "lq")
+    sides = [s for s in ("lq", "pred") if present[s]]
+
+    ignored: list[Path] = []
+    files = {s: _list_images(root / s, s, problems, ignored) for s in ["gt", *sides]}
+    gt_stems = set(files["gt"])
+    for s in sides:
+        missing = gt_stems - set(files[s])
+        extra = set(files[s]) - gt_stems
+        if missing and files[s]:
+            problems.append(f"gt/ image(s) with no {s}/ match: {_fmt_names(missing)}")
+        if extra and files["gt"]:
+            problems.append(f"{s}/ image(s) with no gt/ match: {_fmt_names(extra)}")
+
+    common = sorted(gt_stems.intersection(*(set(files[s]) for s in sides)))
+    sizes: dict[Path, tuple[int, int]] = {}
+    if check != "none":
+        reader = _image_size if check == "header" else _decode_size
+        for stem in common:
+            for s in ["gt", *sides]:
+                p = files[s][stem]
+                try:
+                    sizes[p] = reader(p)
+                except Exception as exc:  # noqa: BLE001 - any reader failure = unreadable
+                    problems.append(f"unreadable image {s}/{p.name}: {type(exc).__name__}: {exc}")
+        for stem in common:
+            g = sizes.get(files["gt"][stem])
+            for s in sides:
+                o = sizes.get(files[s][stem])
+                if g is not None and o is not None and g != o:
+                    problems.append(
+                        f"size mismatch for {stem!r}: gt/{files['gt'][stem].name} is {g[1]}x{g[0]} (WxH) "
+                        f"but {s}/{files[s][stem].name} is {o[1]}x{o[0]}"
+                    )
+    if problems:
+        _raise(set_name, root, problems)
+
+    pairs = [
+        Pair(
+            name=stem,
+            gt=files["gt"][stem],
+            lq=files["lq"][stem] if "lq" in files else None,
+            pred=files["pred"][stem] if "pred" in files else None,
+            size=sizes.get(files["gt"][stem]),
+        )
+        for stem in common
+    ]
+    return StressSet(
+        name=set_name,
+        root=root,
+        kind=chosen,
+        pairs=pairs,
+        description=str(meta.get("description", "")),
+        protocol_overrides=dict(meta.get("protocol", {})),
+        degradation=dict(meta.get("degradation", {})),
+        provenance=dict(meta.get("provenance", {})),
+        ignored=ignored,
+    )
+
+
+def attach_predictions(
+    stress_set: StressSet, pred_dir: str | os.PathLike[str], *, check: CheckMode = "header"
+) -> StressSet:
+    """The same set gated from saved predictions: ``pred_dir/<stem>.<ext>`` for every GT stem.
+
+    Returns a copy with ``kind="pred"`` and each pair's ``pred`` set. Raises StressSetError
+    listing predictions that are missing, unexpected, duplicated, unreadable or of another size
+    than their GT.
+    """
+    folder = Path(pred_dir).expanduser()
+    if not folder.is_dir():
+        raise StressSetError(f"stress set {stress_set.name!r}: predictions folder {folder} does not exist")
+    problems: list[str] = []
+    ignored: list[Path] = []
+    preds = _list_images(folder, str(folder), problems, ignored)
+    stems = set(stress_set.names)
+    missing = stems - set(preds)
+    extra = set(preds) - stems
+    if missing and preds:
+        problems.append(f"no prediction in {folder} for image(s): {_fmt_names(missing)}")
+    if extra:
+        problems.append(f"prediction(s) in {folder} with no image of this set: {_fmt_names(extra)}")
+    new_pairs = []
+    for pair in stress_set.pairs:
+        p = preds.get(pair.name)
+        if p is not None and check != "none":
+            reader = _image_size if check == "header" else _decode_size
+            try:
+                size = reader(p)
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"unreadable prediction {p}: {type(exc).__name__}: {exc}")
+            else:
+                gsize = pair.size if pair.size is not None else reader(pair.gt)
+                if size != gsize:
+                    problems.append(
+                        f"size mismatch for {pair.name!r}: gt is {gsize[1]}x{gsize[0]} (WxH) but {p} is {size[1]}x{size[0]}"
+                    )
+        new_pairs.append(dataclasses.replace(pair, pred=p))
+    if problems:
+        _raise(stress_set.name, stress_set.root, problems)
+    return dataclasses.replace(stress_set, kind="pred", pairs=new_pairs, ignored=stress_set.ignored + ignored)
+
+
+# --------------------------------------------------------------------------- bundled data
+
+
+def golden_dir() -> Path:
+    """colorfid's ``golden/`` folder: ``$COLORFID_GOLDEN`` if set, else ``<repo>/golden`` next
+    to the package. StressSetError when it does not exist (a wheel install ships no golden/)."""
+    env = os.environ.get(_GOLDEN_ENV)
+    if env:
+        p = Path(env).expanduser()
+        if not p.is_dir():
+            raise StressSetError(f"{_GOLDEN_ENV}={env!r} is not a folder")
+        return p
+    p = Path(__file__).resolve().parent.parent / "golden"
+    if not p.is_dir():
+        raise StressSetError(
+            f"colorfid's bundled data folder {p} does not exist (it ships with the source tree, not "
+            f"the wheel); clone the repository or set {_GOLDEN_ENV}=/path/to/golden"
+        )
+    return p
+
+
+def stress_dir() -> Path:
+    """``golden/stress``: the bundled stress sets."""
+    return golden_dir() / "stress"
+
+
+def training_dir() -> Path:
+    """``golden/train``: the bundled training pairs (``lq/`` + ``gt/``), never a gate image."""
+    return golden_dir() / "train"
+
+
+def bundled_training_set(*, check: CheckMode = "header") -> StressSet:
+    """The bundled training pairs as a validated :class:`StressSet` named ``"train"``."""
+    return load_stress_set(training_dir(), name="train", check=check)
+
+
+def bundled_set_names() -> list[str]:
+    """Names of the bundled stress sets: :data:`BUNDLED_SETS` first (those present), then any
+    other folder of ``golden/stress`` holding a ``gt/``, sorted."""
+    root = stress_dir()
+    if not root.is_dir():
+        raise StressSetError(f"bundled stress sets folder {root} does not exist")
+    found = {p.name for p in root.iterdir() if p.is_dir() and (p / "gt").is_dir() and not p.name.startswith(".")}
+    return [n for n in BUNDLED_SETS if n in found] + sorted(found - set(BUNDLED_SETS))
+
+
+def bundled_set(name: str, *, kind: Kind | None = None, check: CheckMode = "header") -> StressSet:
+    """Load the bundled set ``name``; UnknownNameError listing the bundled names otherwise."""
+    known = bundled_set_names()
+    if name not in known:
+        raise UnknownNameError(f"unknown stress set {name!r}; bundled sets: {known}")
+    return load_stress_set(stress_dir() / name, kind=kind, check=check)
+
+
+def _looks_like_path(spec: str) -> bool:
+    return any(c in spec for c in ("/", "\\", os.sep)) or spec.startswith(("~", ".")) or spec.endswith(os.sep)
+
+
+def _is_set_folder(p: Path) -> bool:
+    return (p / "gt").is_dir() or (p / "lq").is_dir() or (p / "pred").is_dir()
+
+
+def resolve_sets(
+    specs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
+    *,
+    kind: Kind | None = None,
+    check: CheckMode = "header",
+) -> list[StressSet]:
+    """Stress sets from names and paths.
+
+    Each spec is one of
+
+    - a bundled set's name (``"saturated_paint"``);
+    - a path to a set folder (``"data/kitchens"``, a :class:`~pathlib.Path`); a bare word
+      that is not a bundled name is taken as a folder when one exists by that name; write
+      ``./photos`` to prefer your folder over the bundled ``photos``;
+    - ``NAME=PATH`` to give a folder another set name (``"kitchens=/data/val_hard"``);
+    - a path to a folder of set folders (each sub-folder with ``gt/`` becomes a set).
+
+    ``None`` means every bundled set.
+
+    Raises:
+        UnknownNameError: a bare name that is neither bundled nor an existing folder (the
+            message lists the bundled names).
+        StressSetError: a path that does not exist or is not a stress set; two sets with one
+            name; no set at all; any set that fails :func:`load_stress_set`.
+    """
+    if specs is None:
+        names = bundled_set_names()
+        if not names:
+            raise StressSetError(f"no bundled stress sets found in {stress_dir()}")
+        return [load_stress_set(stress_dir() / n, kind=kind, check=check) for n in names]
+    if isinstance(specs, (str, os.PathLike)):
+        specs = [specs]
+    if len(specs) == 0:
+        raise StressSetError("no stress sets given (an empty list); pass None for all bundled sets")
+
+    out: list[StressSet] = []
+    bundled: list[str] | None = None
+    for spec in specs:
+        set_name: str | None = None
+        if isinstance(spec, os.PathLike):
+            target = Path(spec)
+        else:
+            s = str(spec)
+            if "=" in s and not _looks_like_path(s.split("=", 1)[0]) and s.split("=", 1)[0]:
+                set_name, s = s.split("=", 1)
+            if set_name is None and not _looks_like_path(s):
+                if bundled is None:
+                    try:
+                        bundled = bundled_set_names()
+                    except StressSetError:
+                        bundled = []
+                if s in bundled:
+                    out.append(load_stress_set(stress_dir() / s, kind=kind, check=check))
+                    continue
+                if not Path(s).is_dir():
+                    raise UnknownNameError(
+                        f"unknown stress set {s!r}: not a bundled set and no folder by that name; "
+                        f"bundled sets: {bundled}"
+                    )
+            target = Path(s)
+        target = target.expanduser()
+        if not target.exists():
+            raise StressSetError(f"stress set folder {str(target)!r} does not exist")
+        if not target.is_dir():
+            raise StressSetError(f"stress set path {str(target)!r} is not a folder")
+        if _is_set_folder(target):
+            out.append(load_stress_set(target, kind=kind, name=set_name, check=check))
+            continue
+        subs = sorted(p for p in target.iterdir() if p.is_dir() and not p.name.startswith(".") and _is_set_folder(p))
+        if not subs:
+            raise StressSetError(
+                f"{str(target)!r} is not a stress set: it has no gt/ + lq/ (or pred/) folders, "
+                "and no sub-folders that have them"
+            )
+        if set_name is not None:
+            raise StressSetError(f"{spec!r}: NAME=PATH needs PATH to be one set, but {target} holds {len(subs)} sets")
+        out.extend(load_stress_set(p, kind=kind, check=check) for p in subs)
+
+    names = [s.name for s in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        where = {n: [str(s.root) for s in out if s.name == n] for n in dup}
+        raise StressSetError(f"two stress sets share a name: {where}; rename a folder or use NAME=PATH")
+    return out
