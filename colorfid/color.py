@@ -271,7 +271,9 @@ def _encode(x: Tensor) -> Tensor:
 def srgb_to_linear(x: Tensor, *, dim: int = -3, clip: bool = False, check: bool = True) -> Tensor:
     """Decode sRGB (IEC 61966-2-1) to linear RGB.
 
-    ``x / 12.92`` for x <= 0.04045, else ``((x + 0.055) / 1.055) ** 2.4``. Input range [0, 1]
+    ``x / 12.92`` for x <= 0.04045, else ``((x + 0.055) / 1.055) ** 2.4`` — the standard's
+    threshold (colour-science switches at 0.0404499, where the two segments meet; the values
+    differ only inside that 5e-8-wide interval, which no 8- or 16-bit code falls in). Input range [0, 1]
     (checked unless ``check=False``; ``clip=True`` clamps instead of raising). With
     ``check=False`` values outside [0, 1] follow the curve's natural extension (linear below 0,
     power above 1), which is what losses on unconstrained network outputs want.
@@ -380,7 +382,11 @@ def _hue_degrees(y: Tensor, x: Tensor) -> Tensor:
 def lab_to_lch(x: Tensor, *, dim: int = -3) -> Tensor:
     """CIELAB -> CIE LCh(ab): (L*, C*ab = sqrt(a² + b²), h_ab in degrees [0, 360)).
 
-    At zero chroma h is defined as 0 and its gradient is 0 (CIE 015:2018 §8.2.2).
+    At zero chroma h is defined as 0 and its gradient is 0 (CIE 015:2018 §8.2.2). Near it the
+    hue's derivative grows as 57.3/C° per unit of a*/b* — a property of the angle, not of the
+    code: finite in float32/float64, but beyond float16's range for near-neutral colours (greys
+    have C* ~ 0.005 under the normative matrix). Losses should use chroma-weighted hue
+    differences (as :mod:`colorfid.losses` does), whose gradient is bounded.
     """
     x, d, dtype = _prepare(x, dim, "lab_to_lch")
     L, a, b = x.unbind(d)

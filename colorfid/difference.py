@@ -190,8 +190,17 @@ def _ciede2000(
     cp_bar = 0.5 * (c1p + c2p)
     e1x, e1y = _unit(a1p, b1, c1p)
     e2x, e2y = _unit(a2p, b2, c2p)
-    hc = torch.where(chromatic, e1x * cos_half - e1y * sin_half, e1x * e2x - e1y * e2y)
-    hs = torch.where(chromatic, e1y * cos_half + e1x * sin_half, e1y * e2x + e1x * e2y)
+    # (h1' + Δh'/2 and h2' - Δh'/2 are the same angle; their mean keeps ΔE exactly symmetric.)
+    hc = torch.where(
+        chromatic,
+        0.5 * ((e1x * cos_half - e1y * sin_half) + (e2x * cos_half + e2y * sin_half)),
+        e1x * e2x - e1y * e2y,
+    )
+    hs = torch.where(
+        chromatic,
+        0.5 * ((e1y * cos_half + e1x * sin_half) + (e2y * cos_half - e2x * sin_half)),
+        e1y * e2x + e1x * e2y,
+    )
 
     # eq. 15: T from cos/sin of h̄', 2h̄', 3h̄', 4h̄'.
     c2 = hc * hc - hs * hs
