@@ -29,7 +29,10 @@ Numerical notes on CIEDE2000
   at their singular points, never NaN). The squared hue term ΔH'² carries the gradient of its
   algebraically identical smooth form 2 (C1' C2' - a1' a2' - b1 b2), so a prediction with zero
   chroma still receives a gradient pushing it toward a coloured target (the plain formula has
-  zero or undefined gradient there). The *value* is always the plain formula's.
+  zero or undefined gradient there). The blue-region cross term R_T ΔC' ΔH' passes no gradient
+  within 1 C* unit of neutral, where its derivative grows as 1/sqrt(C) (ΔH' ~ sqrt(C1'C2')
+  times an R_T whose hue derivative is ~ 1/C).
+  The *value* is always the plain formula's; away from neutral the gradient is exact.
 * ``delta_e_2000(..., fused=True)`` evaluates the same formula through ``torch.compile`` (one
   fused kernel, fixed-size chunks, inference only); see :func:`delta_e_2000`.
 """
@@ -58,6 +61,7 @@ CIE94_CONSTANTS: dict[str, tuple[float, float, float]] = {
 
 _DEG = math.pi / 180.0
 _POW25_7 = 25.0**7
+_RT_GRAD_MIN_CHROMA = 1.0  # C* units; gradient-only, see _ciede2000
 
 
 def _pair(lab1: Tensor, lab2: Tensor, dim: int, name: str) -> tuple[Tensor, Tensor, int, torch.dtype]:
@@ -234,7 +238,15 @@ def _ciede2000(
     tl = dlp / (k_l * s_l)
     tc = dcp / (k_c * s_c)
     th = dhp_big / (k_h * s_h)
-    total = tl * tl + tc * tc + dh2 / (k_h * s_h) ** 2 + r_t * tc * th
+    # The blue-region cross term R_T ΔC' ΔH': ΔH' ~ sqrt(C1'C2') and dh̄'/d(a', b) ~ 1/C', so near a
+    # neutral colour its derivative grows as 1/sqrt(C') (~25x the usual size at an sRGB grey,
+    # C* ~ 0.005) and would outweigh every other term of a loss. Within 1 C* unit of neutral
+    # (where hue is not defined perceptually) the term keeps its exact value but passes no
+    # gradient; elsewhere its gradient is exact.
+    cross_term = r_t * tc * th
+    near_neutral = (c1p < _RT_GRAD_MIN_CHROMA) | (c2p < _RT_GRAD_MIN_CHROMA)
+    cross_term = torch.where(near_neutral, cross_term.detach(), cross_term)
+    total = tl * tl + tc * tc + dh2 / (k_h * s_h) ** 2 + cross_term
     return safe_sqrt(total).to(out_dtype)
 
 
