@@ -1,0 +1,535 @@
+"""Image files <-> tensors: 8/16-bit PNG and TIFF, JPEG; EXIF orientation; ICC to sRGB; alpha.
+
+:func:`read_image` returns a ``(3, H, W)`` float32 tensor of sRGB-encoded values in [0, 1]:
+
+* 8-bit files are decoded by Pillow; files with more than 8 bits per sample (16-bit PNG / TIFF)
+  by OpenCV (``cv2.IMREAD_UNCHANGED``; Pillow would truncate them to 8 bits), keeping all 16
+  bits (values / 65535). OpenCV's BGR order is turned into RGB.
+* EXIF orientation (tag 274) is applied: ``PIL.ImageOps.exif_transpose`` for Pillow-decoded
+  images, the same eight transforms on the array for OpenCV-decoded ones.
+* An embedded ICC profile other than sRGB (Display P3, Adobe RGB, ProPhoto, a CMYK or grey
+  profile...) is converted to sRGB with LittleCMS through ``PIL.ImageCms`` (relative
+  colorimetric intent, no black-point compensation; out-of-gamut colours are clipped to the
+  sRGB cube). 16-bit images with an RGB matrix/TRC profile are converted in float64 from the
+  profile's own colorant and TRC tags (the same maths LittleCMS applies to matrix-shaper
+  profiles) so their 16 bits survive; 16-bit images with LUT-based profiles go through
+  ImageCms at 8 bits, with a :class:`~colorfid.errors.ColorfidWarning`. The source profile's
+  description is recorded in :class:`ImageMeta`. PNG gAMA/cHRM chunks without an ICC profile
+  are not interpreted (the data are taken as sRGB).
+* Alpha is dropped (not composited) with a ColorfidWarning; greyscale is repeated to 3 channels.
+* Any missing, corrupt, truncated or unsupported file raises
+  :class:`~colorfid.errors.ImageReadError` naming the file.
+
+:func:`write_image` writes 8-bit PNG/TIFF/JPEG (Pillow; JPEG at quality 95 without chroma
+subsampling) and 16-bit PNG/TIFF (OpenCV), atomically (temporary file in the same folder,
+fsync, rename). Values are clipped to [0, 1] and rounded to the nearest code value.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+import re
+import struct
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageCms, ImageOps
+from torch import Tensor
+
+from .color import linear_to_srgb
+from .errors import ColorfidWarning, DTypeError, ImageReadError, ImageWriteError, RangeError, ShapeError, UsageError
+
+__all__ = ["ImageMeta", "read_image", "write_image", "IMAGE_SUFFIXES"]
+
+#: File suffixes read and written (lower case).
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass
+class ImageMeta:
+    """What :func:`read_image` found in a file and did to it.
+
+    Attributes:
+        path: the file read.
+        format: Pillow's format name (``"PNG"``, ``"JPEG"``, ``"TIFF"``...).
+        width, height: size of the returned tensor (after EXIF orientation).
+        mode: the file's pixel layout (Pillow mode, or e.g. ``"RGB;16"`` for 16-bit files).
+        bit_depth: bits per sample in the file (8 or 16).
+        channels: channels in the file (1 grey, 2 grey + alpha, 3 RGB, 4 RGBA / CMYK).
+        had_alpha: an alpha channel was present (and dropped).
+        exif_orientation: EXIF orientation tag (1 = none / upright) that was applied.
+        icc_profile: description of the embedded ICC profile, ``None`` when there was none.
+        icc_converted: the pixels were converted from that profile to sRGB.
+        icc_method: ``"ImageCms"``, ``"matrix-shaper-float"`` or ``None``.
+        warnings: the ColorfidWarning messages issued while reading.
+    """
+
+    path: str
+    format: str | None
+    width: int
+    height: int
+    mode: str
+    bit_depth: int
+    channels: int
+    had_alpha: bool = False
+    exif_orientation: int = 1
+    icc_profile: str | None = None
+    icc_converted: bool = False
+    icc_method: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain-type dict (JSON-able)."""
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+
+
+def _warn(meta_warnings: list[str], message: str) -> None:
+    meta_warnings.append(message)
+    warnings.warn(message, ColorfidWarning, stacklevel=3)
+
+
+def _bit_depth(im: Image.Image, path: Path) -> int:
+    """Bits per sample as stored in the file (Pillow's mode may already be reduced to 8)."""
+    if im.mode.startswith("I;16"):
+        return 16
+    if im.format == "PNG":
+        with path.open("rb") as fh:
+            head = fh.read(26)
+        if len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+            return int(head[24])
+    if im.format == "TIFF":
+        tags = getattr(im, "tag_v2", {})
+        bps = tags.get(258, 8)
+        bps = max(bps) if isinstance(bps, (tuple, list)) else int(bps)
+        fmt = tags.get(339, 1)  # SampleFormat: 1 uint, 2 int, 3 float
+        fmt = fmt[0] if isinstance(fmt, (tuple, list)) else fmt
+        if fmt not in (1, None):
+            raise ImageReadError(f"{path}: unsupported TIFF sample format {fmt} ({bps}-bit); use 8/16-bit unsigned")
+        photometric = tags.get(262, 2)
+        if bps > 8 and photometric not in (1, 2):  # BlackIsZero grey, RGB
+            raise ImageReadError(
+                f"{path}: unsupported {bps}-bit TIFF photometric interpretation {photometric}; "
+                "16-bit files must be RGB or grey (black is zero)"
+            )
+        return int(bps)
+    return 8
+
+
+def _profile_description(profile: ImageCms.ImageCmsProfile) -> str:
+    desc = (profile.profile.profile_description or "").strip()
+    return desc or "(no description)"
+
+
+def _is_srgb(description: str) -> bool:
+    return bool(re.search(r"(?<![\w-])sRGB(?![\w-])", description)) or "61966-2" in description
+
+
+_SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+
+
+def _orient_array(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply EXIF orientation to an (H, W, ...) array: the transforms ImageOps.exif_transpose uses."""
+    if orientation == 2:  # mirror horizontal
+        return a[:, ::-1]
+    if orientation == 3:  # rotate 180
+        return a[::-1, ::-1]
+    if orientation == 4:  # mirror vertical
+        return a[::-1]
+    if orientation == 5:  # transpose
+        return np.swapaxes(a, 0, 1)
+    if orientation == 6:  # rotate 90 clockwise
+        return np.rot90(a, k=-1)
+    if orientation == 7:  # transverse
+        return np.swapaxes(a[::-1, ::-1], 0, 1)
+    if orientation == 8:  # rotate 90 counter-clockwise
+        return np.rot90(a, k=1)
+    return a
+
+
+# -- ICC: the float path for 16-bit images with matrix/TRC profiles ---------------------------
+
+
+def _icc_tags(data: bytes) -> dict[bytes, bytes]:
+    (count,) = struct.unpack(">I", data[128:132])
+    tags = {}
+    for i in range(count):
+        sig, off, size = struct.unpack(">4sII", data[132 + 12 * i : 144 + 12 * i])
+        tags[sig] = data[off : off + size]
+    return tags
+
+
+def _s15(b: bytes) -> float:
+    return struct.unpack(">i", b)[0] / 65536.0
+
+
+def _eval_trc(tag: bytes, x: np.ndarray) -> np.ndarray:
+    """Evaluate an ICC 'curv' or 'para' tone curve (ICC.1:2010 10.6 and 10.18) on x in [0, 1]."""
+    kind = tag[:4]
+    if kind == b"curv":
+        (n,) = struct.unpack(">I", tag[8:12])
+        if n == 0:
+            return x
+        if n == 1:
+            return np.power(x, struct.unpack(">H", tag[12:14])[0] / 256.0)
+        table = np.frombuffer(tag[12 : 12 + 2 * n], dtype=">u2").astype(np.float64) / 65535.0
+        return np.interp(x, np.linspace(0.0, 1.0, n), table)
+    if kind == b"para":
+        (ftype,) = struct.unpack(">H", tag[8:10])
+        nparams = {0: 1, 1: 3, 2: 4, 3: 5, 4: 7}.get(ftype)
+        if nparams is None:
+            raise ValueError(f"unknown parametric curve type {ftype}")
+        p = [_s15(tag[12 + 4 * i : 16 + 4 * i]) for i in range(nparams)] + [0.0] * (7 - nparams)
+        g, a, b, c, d, e, f = p
+        if ftype == 0:
+            return np.power(x, g)
+        if ftype == 1:
+            return np.where(x >= -b / a, np.power(np.clip(a * x + b, 0, None), g), 0.0)
+        if ftype == 2:
+            return np.where(x >= -b / a, np.power(np.clip(a * x + b, 0, None), g) + c, c)
+        if ftype == 3:
+            return np.where(x >= d, np.power(np.clip(a * x + b, 0, None), g), c * x)
+        return np.where(x >= d, np.power(np.clip(a * x + b, 0, None), g) + e, c * x + f)
+    raise ValueError(f"unsupported tone curve type {kind!r}")
+
+
+def _matrix_shaper(profile: ImageCms.ImageCmsProfile, icc: bytes) -> tuple[np.ndarray, list[bytes]] | None:
+    """(3x3 RGB->XYZ(D50) matrix, [rTRC, gTRC, bTRC]) of an RGB matrix/TRC profile, else None."""
+    prof = profile.profile
+    if prof.xcolor_space.strip() != "RGB" or not prof.is_matrix_shaper:
+        return None
+    try:
+        tags = _icc_tags(icc)
+        trcs = [tags[b"rTRC"], tags[b"gTRC"], tags[b"bTRC"]]
+        for t in trcs:
+            _eval_trc(t, np.zeros(1))
+    except (KeyError, ValueError, struct.error):
+        return None
+    cols = [prof.red_colorant, prof.green_colorant, prof.blue_colorant]
+    if any(c is None for c in cols):
+        return None
+    m = np.array([c[0] for c in cols], dtype=np.float64).T  # columns = colorants
+    return m, trcs
+
+
+def _srgb_from_xyz_d50() -> np.ndarray:
+    prof = _SRGB_PROFILE.profile
+    m = np.array([c[0] for c in (prof.red_colorant, prof.green_colorant, prof.blue_colorant)]).T
+    return np.linalg.inv(m)
+
+
+def _float_icc_to_srgb(rgb: np.ndarray, shaper: tuple[np.ndarray, list[bytes]]) -> np.ndarray:
+    """(H, W, 3) float64 in the profile's RGB -> sRGB-encoded float in [0, 1]."""
+    m, trcs = shaper
+    lin = np.stack([_eval_trc(trcs[i], rgb[..., i]) for i in range(3)], axis=-1)
+    xyz = lin @ m.T
+    srgb_lin = np.clip(xyz @ _srgb_from_xyz_d50().T, 0.0, 1.0)
+    enc = linear_to_srgb(torch.from_numpy(np.ascontiguousarray(srgb_lin)), dim=-1).numpy()
+    return np.clip(enc, 0.0, 1.0)
+
+
+def _cms_to_srgb(im: Image.Image, profile: ImageCms.ImageCmsProfile) -> Image.Image:
+    """Convert a Pillow image in ``profile`` to sRGB "RGB" with LittleCMS (relative colorimetric)."""
+    return ImageCms.profileToProfile(
+        im,
+        profile,
+        _SRGB_PROFILE,
+        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        outputMode="RGB",
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# reading
+# ----------------------------------------------------------------------------------------------
+
+
+def _decode_pillow(im: Image.Image, path: Path, icc: ImageCms.ImageCmsProfile | None, meta: ImageMeta) -> np.ndarray:
+    im.load()
+    meta.channels = len(im.getbands())
+    if meta.exif_orientation != 1:
+        im = ImageOps.exif_transpose(im)
+    mode = im.mode
+    if mode in ("I", "F", "I;32", "LAB", "HSV") or mode.startswith("I;") or mode.startswith("F;"):
+        raise ImageReadError(f"{path}: unsupported pixel format (Pillow mode {mode}); use 8/16-bit RGB or grey")
+    if mode == "P" or mode == "PA":
+        has_alpha = mode == "PA" or "transparency" in im.info
+        im = im.convert("RGBA" if has_alpha else "RGB")
+        mode = im.mode
+    if mode == "1":
+        im = im.convert("L")
+        mode = "L"
+    if mode in ("RGBA", "LA", "RGBa", "La"):
+        meta.had_alpha = True
+        _warn(meta.warnings, f"{path}: alpha channel dropped (colorfid compares colour only)")
+        im = im.convert("RGB" if mode.startswith("RGB") else "L")
+        mode = im.mode
+    if mode == "RGBX":
+        im = im.convert("RGB")
+        mode = "RGB"
+    if icc is not None:
+        space = icc.profile.xcolor_space.strip()
+        fits = {"RGB": ("RGB",), "GRAY": ("L",), "CMYK": ("CMYK",)}.get(space, ())
+        if mode == "L" and space == "RGB":
+            im, mode = im.convert("RGB"), "RGB"
+            fits = ("RGB",)
+        if mode in fits:
+            try:
+                im = _cms_to_srgb(im, icc)
+                mode = "RGB"
+                meta.icc_converted, meta.icc_method = True, "ImageCms"
+            except ImageCms.PyCMSError as exc:
+                _warn(meta.warnings, f"{path}: ICC profile {meta.icc_profile!r} could not be applied ({exc}); pixels taken as sRGB")
+        else:
+            _warn(meta.warnings, f"{path}: ICC profile {meta.icc_profile!r} ({space}) does not fit the {mode} pixels; ignored")
+    if mode == "CMYK":
+        _warn(meta.warnings, f"{path}: CMYK without a usable ICC profile converted naively (Pillow); colours are approximate")
+    if mode not in ("RGB", "L"):
+        im = im.convert("RGB")
+    arr = np.asarray(im)
+    if arr.dtype != np.uint8:
+        raise ImageReadError(f"{path}: unexpected decoded dtype {arr.dtype} for mode {im.mode}")
+    return arr.astype(np.float32) / 255.0
+
+
+def _without_orientation(data: bytes) -> bytes:
+    """The file's bytes with its orientation neutralised (PNG eXIf chunk dropped, TIFF tag 274 set
+    to 1), so that OpenCV returns the pixels in stored order whatever its version does with
+    orientation (OpenCV 5 applies the TIFF tag itself); colorfid then applies it once."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        out, pos = [data[:8]], 8
+        while pos + 8 <= len(data):
+            (length,) = struct.unpack(">I", data[pos : pos + 4])
+            end = pos + 12 + length
+            if data[pos + 4 : pos + 8] != b"eXIf":
+                out.append(data[pos:end])
+            pos = end
+        out.append(data[pos:])
+        return b"".join(out)
+    if data[:4] in (b"II*\0", b"MM\0*"):
+        bo = "<" if data[:2] == b"II" else ">"
+        (ifd,) = struct.unpack(bo + "I", data[4:8])
+        (count,) = struct.unpack(bo + "H", data[ifd : ifd + 2])
+        for i in range(count):
+            entry = ifd + 2 + 12 * i
+            tag, typ = struct.unpack(bo + "HH", data[entry : entry + 4])
+            if tag == 274 and typ == 3:  # SHORT value stored in the entry itself
+                buf = bytearray(data)
+                buf[entry + 8 : entry + 10] = struct.pack(bo + "H", 1)
+                return bytes(buf)
+    return data
+
+
+def _decode_cv2(path: Path, icc: ImageCms.ImageCmsProfile | None, icc_bytes: bytes | None, meta: ImageMeta) -> np.ndarray:
+    import cv2
+
+    raw = path.read_bytes()
+    if meta.exif_orientation != 1:
+        raw = _without_orientation(raw)
+    arr = cv2.imdecode(np.frombuffer(raw, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise ImageReadError(f"{path}: OpenCV could not decode this {meta.bit_depth}-bit file (corrupt or truncated?)")
+    if arr.dtype == np.uint16:
+        scale = 65535.0
+    elif arr.dtype == np.uint8:
+        scale = 255.0
+    else:
+        raise ImageReadError(f"{path}: unsupported sample type {arr.dtype}; use 8/16-bit unsigned")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    ch = arr.shape[2]
+    meta.channels = ch
+    if ch in (2, 4):
+        meta.had_alpha = True
+        _warn(meta.warnings, f"{path}: alpha channel dropped (colorfid compares colour only)")
+        arr = arr[..., : ch - 1]
+    if arr.shape[2] == 3:
+        arr = arr[..., ::-1]  # OpenCV's BGR -> RGB
+    elif arr.shape[2] != 1:
+        raise ImageReadError(f"{path}: unsupported channel count {ch}")
+    arr = _orient_array(arr, meta.exif_orientation)
+    out = np.ascontiguousarray(arr).astype(np.float64) / scale
+    if icc is not None:
+        space = icc.profile.xcolor_space.strip()
+        shaper = _matrix_shaper(icc, icc_bytes or b"") if space == "RGB" else None
+        if shaper is not None:
+            if out.shape[2] == 1:
+                out = np.repeat(out, 3, axis=2)
+            out = _float_icc_to_srgb(out, shaper)
+            meta.icc_converted, meta.icc_method = True, "matrix-shaper-float"
+        elif (space == "RGB" and out.shape[2] in (1, 3)) or (space == "GRAY" and out.shape[2] == 1):
+            _warn(meta.warnings, f"{path}: {meta.bit_depth}-bit image with LUT-based ICC profile {meta.icc_profile!r}: converted at 8-bit precision")
+            mode = "L" if out.shape[2] == 1 and space == "GRAY" else "RGB"
+            src = out[..., 0] if mode == "L" else (np.repeat(out, 3, axis=2) if out.shape[2] == 1 else out)
+            im8 = Image.fromarray(np.clip(np.rint(src * 255.0), 0, 255).astype(np.uint8), mode)
+            try:
+                out = np.asarray(_cms_to_srgb(im8, icc)).astype(np.float64) / 255.0
+                meta.icc_converted, meta.icc_method = True, "ImageCms"
+            except ImageCms.PyCMSError as exc:
+                _warn(meta.warnings, f"{path}: ICC profile {meta.icc_profile!r} could not be applied ({exc}); pixels taken as sRGB")
+        else:
+            _warn(meta.warnings, f"{path}: ICC profile {meta.icc_profile!r} ({space}) does not fit the pixels; ignored")
+    return out.astype(np.float32)
+
+
+def read_image(path: str | os.PathLike[str], *, with_meta: bool = False) -> Tensor | tuple[Tensor, ImageMeta]:
+    """Read an image file as a ``(3, H, W)`` float32 tensor of sRGB values in [0, 1].
+
+    See the module docstring for bit depths, EXIF orientation, ICC conversion and alpha.
+
+    Args:
+        path: PNG, JPEG or TIFF (any format Pillow opens at 8 bits also works).
+        with_meta: also return an :class:`ImageMeta`.
+
+    Raises:
+        ImageReadError: missing, unreadable, corrupt, truncated or unsupported file (the
+            message names the file).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ImageReadError(f"{p}: no such image file")
+    meta_warnings: list[str] = []
+    try:
+        with Image.open(p) as im:
+            bits = _bit_depth(im, p)
+            if bits not in (1, 2, 4, 8, 16):
+                raise ImageReadError(f"{p}: unsupported bit depth {bits}; colorfid reads 8- and 16-bit images")
+            try:
+                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+            except Exception:  # a malformed EXIF block must not hide the pixels
+                orientation = 1
+            if orientation not in range(1, 9):
+                orientation = 1
+            meta = ImageMeta(
+                path=str(p), format=im.format, width=0, height=0,
+                mode=im.mode if bits <= 8 else ("RGB;16" if len(im.getbands()) >= 3 else "L;16"),
+                bit_depth=16 if bits > 8 else 8, channels=len(im.getbands()),
+                exif_orientation=orientation, warnings=meta_warnings,
+            )
+            icc_bytes = im.info.get("icc_profile") or None
+            icc = None
+            if icc_bytes:
+                try:
+                    icc = ImageCms.ImageCmsProfile(_io.BytesIO(icc_bytes))
+                except (ImageCms.PyCMSError, OSError, ValueError) as exc:
+                    _warn(meta_warnings, f"{p}: embedded ICC profile is unreadable ({exc}); pixels taken as sRGB")
+                else:
+                    meta.icc_profile = _profile_description(icc)
+                    if _is_srgb(meta.icc_profile):
+                        icc = None
+            if bits > 8:
+                arr = _decode_cv2(p, icc, icc_bytes, meta)
+            else:
+                arr = _decode_pillow(im, p, icc, meta)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{p}: refused: {exc}") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError, MemoryError) as exc:
+        raise ImageReadError(f"{p}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    tensor = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+    meta.height, meta.width = int(tensor.shape[1]), int(tensor.shape[2])
+    return (tensor, meta) if with_meta else tensor
+
+
+# ----------------------------------------------------------------------------------------------
+# writing
+# ----------------------------------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    if not path.parent.is_dir():
+        raise ImageWriteError(f"cannot write {path}: folder {path.parent} does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise ImageWriteError(f"cannot write {path}: {exc}") from exc
+        raise
+
+
+def write_image(
+    path: str | os.PathLike[str], tensor: Tensor, *, bits: int = 8, quality: int = 95
+) -> Path:
+    """Write a ``(3, H, W)`` (or ``(1, H, W)``, ``(H, W)``) float image in [0, 1] to a file, atomically.
+
+    Args:
+        path: ``.png``, ``.tif``/``.tiff`` (8 or 16 bits) or ``.jpg``/``.jpeg`` (8 bits).
+        tensor: float values, sRGB-encoded; clipped to [0, 1] then rounded to the nearest of
+            ``2**bits - 1`` code values. Non-finite values raise RangeError.
+        bits: 8 or 16.
+        quality: JPEG quality (4:4:4, no chroma subsampling).
+
+    Returns:
+        The path written.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise UsageError(f"cannot write {p}: unknown image suffix {suffix!r}; known: {', '.join(IMAGE_SUFFIXES)}")
+    if bits not in (8, 16):
+        raise UsageError(f"cannot write {p}: bits must be 8 or 16, got {bits}")
+    if bits == 16 and suffix in (".jpg", ".jpeg"):
+        raise UsageError(f"cannot write {p}: JPEG is 8-bit only; use .png or .tif for 16 bits")
+    if not isinstance(tensor, Tensor):
+        raise DTypeError(f"write_image expects a torch.Tensor, got {type(tensor).__name__} (for {p})")
+    if not tensor.is_floating_point():
+        raise DTypeError(f"write_image expects a float tensor in [0, 1], got {tensor.dtype} (for {p})")
+    t = tensor.detach().to("cpu", torch.float64)
+    if t.dim() == 2:
+        t = t.unsqueeze(0)
+    if t.dim() == 4 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 3 or t.shape[0] not in (1, 3) or t.shape[1] == 0 or t.shape[2] == 0:
+        raise ShapeError(f"write_image expects (3, H, W), (1, H, W) or (H, W), got {tuple(tensor.shape)} (for {p})")
+    if not torch.isfinite(t).all():
+        raise RangeError(f"cannot write {p}: the image has {int((~torch.isfinite(t)).sum())} non-finite values")
+    maxval = 255 if bits == 8 else 65535
+    q = torch.floor(t.clamp(0.0, 1.0) * maxval + 0.5).numpy().transpose(1, 2, 0)
+    if bits == 8:
+        arr = q.astype(np.uint8)
+        im = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, "L" if arr.shape[2] == 1 else "RGB")
+        buf = _io.BytesIO()
+        if suffix == ".png":
+            im.save(buf, format="PNG")
+        elif suffix in (".tif", ".tiff"):
+            im.save(buf, format="TIFF")
+        else:
+            im.save(buf, format="JPEG", quality=int(quality), subsampling=0)
+        data = buf.getvalue()
+    else:
+        import cv2
+
+        arr = q.astype(np.uint16)
+        if arr.shape[2] == 3:
+            arr = np.ascontiguousarray(arr[..., ::-1])  # RGB -> OpenCV's BGR
+        else:
+            arr = np.ascontiguousarray(arr[..., 0])
+        ok, enc = cv2.imencode(".png" if suffix == ".png" else ".tiff", arr)
+        if not ok:
+            raise ImageWriteError(f"cannot write {p}: OpenCV failed to encode a 16-bit {suffix} image")
+        data = enc.tobytes()
+    _atomic_write(p, data)
+    return p

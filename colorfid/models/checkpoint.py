@@ -1,0 +1,397 @@
+"""Checkpoints: read BasicSR / official NAFNet / bare / safetensors weights safely, save atomically.
+
+Reading never executes code: ``.pth``/``.pt`` files are read with
+``torch.load(..., weights_only=True)`` (PyTorch's restricted unpickler: tensors, dicts,
+lists, numbers and strings only) and ``.safetensors`` files with ``safetensors``. A
+checkpoint whose pickle references anything else (a class, ``os.system``...) is refused
+with :class:`~colorfid.errors.UnsafeCheckpointError` before any of it runs.
+
+Layouts read (the first that applies):
+
+1. a dict holding ``param_key`` (default ``"params"``), BasicSR's layout;
+2. BasicSR's fallback: the other of ``"params"`` / ``"params_ema"`` when the one asked for
+   is absent (BasicSR falls back from ``params_ema`` to ``params``; colorfid also the other way
+   round, so ``--checkpoint`` works on EMA-only files), then ``"state_dict"``, ``"model"``,
+   ``"net_g"``;
+3. a bare state dict (every value a tensor).
+
+Key prefixes ``module.`` (DataParallel / DDP) and ``_orig_mod.`` (``torch.compile``) are
+stripped. Without a ``factory`` the NAFNet configuration is inferred from the tensor shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Mapping, Union
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import CheckpointError, UnsafeCheckpointError, UsageError
+from .nafnet import NAFNet, NAFNetLocal
+
+__all__ = [
+    "load_model",
+    "save_model",
+    "read_state_dict",
+    "file_sha256",
+    "infer_nafnet_config",
+    "build_nafnet",
+    "check_state_dict",
+    "resolve_factory",
+]
+
+Factory = Union[str, Callable[[], nn.Module]]
+
+#: Keys tried, in order, after the ``param_key`` asked for.
+FALLBACK_KEYS: tuple[str, ...] = ("params", "params_ema", "state_dict", "model", "net_g")
+_PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
+_MAX_LISTED = 12
+
+
+def file_sha256(path: str | os.PathLike[str], *, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes (read in chunks; fits any file size)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    try:
+        with p.open("rb") as fh:
+            for block in iter(lambda: fh.read(chunk_size), b""):
+                h.update(block)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {p}: {exc}") from exc
+    return h.hexdigest()
+
+
+def _listing(names: list[str]) -> str:
+    shown = ", ".join(names[:_MAX_LISTED])
+    more = len(names) - _MAX_LISTED
+    return shown + (f", ... ({more} more)" if more > 0 else "")
+
+
+def _pickle_globals(path: Path) -> list[str]:
+    """Names of the non-torch globals a pickle references, read statically (nothing runs)."""
+    import pickletools
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                data = next((zf.read(n) for n in zf.namelist() if n.endswith("data.pkl")), b"")
+        else:
+            data = path.read_bytes()
+        names: list[str] = []
+        strings: list[str] = []
+        for op, arg, _pos in pickletools.genops(data):
+            if op.name == "GLOBAL" and isinstance(arg, str):
+                names.append(arg.replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+        return sorted({n for n in names if not n.startswith(("torch.", "collections."))})
+    except Exception:  # best effort, for the message only
+        return []
+
+
+def _load_raw(path: Path) -> Any:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix.lower() == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as exc:  # pragma: no cover - safetensors is a dependency
+            raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from exc
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as exc:
+            raise CheckpointError(f"{path}: not a readable .safetensors file ({exc})") from exc
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        msg = str(exc)
+        found = re.search(r"Unsupported global[^\n]*", msg)
+        names = [] if found else _pickle_globals(path)
+        if found or names:
+            detail = found.group(0).split(" was not an allowed")[0] if found else f"references {', '.join(names)}"
+            raise UnsafeCheckpointError(
+                f"{path}: refused to load: its pickle references objects beyond tensors and plain "
+                f"containers ({detail}). colorfid always loads with torch.load(weights_only=True) "
+                "and ran none of it. If you trust the file, re-save only its state dict "
+                "(torch.save({'params': model.state_dict()}, path)) or convert it to .safetensors."
+            ) from exc
+        short = re.search(r"Unsupported operand[^\n]*", msg)
+        detail = short.group(0) if short else msg.splitlines()[0][:200]
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({detail})") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated: {first})") from exc
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(
+        isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items()
+    )
+
+
+def _strip_prefixes(sd: Mapping[str, Tensor]) -> "OrderedDict[str, Tensor]":
+    out: OrderedDict[str, Tensor] = OrderedDict(sd)
+    for prefix in _PREFIXES:
+        if out and all(k.startswith(prefix) for k in out):
+            out = OrderedDict((k[len(prefix):], v) for k, v in out.items())
+    return out
+
+
+def read_state_dict(
+    path: str | os.PathLike[str], *, param_key: str | None = "params", return_key: bool = False
+) -> Any:
+    """Read a checkpoint's state dict (CPU tensors), safely; see the module docstring.
+
+    Args:
+        path: ``.pth``/``.pt`` (any ``torch.save`` file) or ``.safetensors``.
+        param_key: the entry to use in a BasicSR-style dict; ``None`` means the file itself
+            must be the state dict.
+        return_key: also return the entry actually used (``None`` for a bare state dict).
+
+    Returns:
+        ``OrderedDict[str, Tensor]`` (or ``(state_dict, key_used)``).
+
+    Raises:
+        UnsafeCheckpointError: the pickle would run code (nothing ran).
+        CheckpointError: missing, corrupt, or no state dict found (the message lists the
+            top-level keys that were there).
+    """
+    p = Path(path)
+    raw = _load_raw(p)
+    used: str | None = None
+    if _is_state_dict(raw) and (param_key is None or param_key not in raw):
+        sd = raw
+    elif isinstance(raw, Mapping):
+        candidates = [param_key] if param_key is not None else []
+        candidates += [k for k in FALLBACK_KEYS if k not in candidates]
+        for key in candidates:
+            if key in raw and _is_state_dict(raw[key]):
+                used, sd = key, raw[key]
+                break
+        else:
+            keys = [str(k) for k in raw.keys()]
+            raise CheckpointError(
+                f"{p}: no state dict found under {candidates} and the file is not a bare state "
+                f"dict; its top-level keys are: {_listing(keys) or '(none)'}"
+            )
+    else:
+        raise CheckpointError(f"{p}: expected a dict of tensors, found a {type(raw).__name__}")
+    sd = _strip_prefixes(sd)
+    return (sd, used) if return_key else sd
+
+
+def infer_nafnet_config(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
+    """NAFNet's constructor arguments read off a state dict's keys and shapes.
+
+    ``img_channel`` and ``width`` come from ``intro.weight`` (width, img_channel, 3, 3); the
+    number of stages from ``downs.i`` / ``ups.i``; the blocks per stage from the largest block
+    index under ``encoders.i.``, ``decoders.i.`` and ``middle_blks.``.
+
+    Raises:
+        CheckpointError: the state dict is not a NAFNet's (names what is missing).
+    """
+    if "intro.weight" not in state_dict or "ending.weight" not in state_dict:
+        keys = sorted(state_dict)
+        raise CheckpointError(
+            "not a NAFNet state dict (no 'intro.weight'/'ending.weight'); pass factory="
+            f"'package.module:function' for another architecture. Keys found: {_listing(keys)}"
+        )
+    intro = state_dict["intro.weight"]
+    if intro.dim() != 4:
+        raise CheckpointError(f"'intro.weight' has shape {tuple(intro.shape)}, expected (width, C, 3, 3)")
+    width, img_channel = int(intro.shape[0]), int(intro.shape[1])
+    blocks: dict[str, dict[int, int]] = {"encoders": {}, "decoders": {}}
+    middle = 0
+    n_down = n_up = 0
+    for key in state_dict:
+        parts = key.split(".")
+        if parts[0] in blocks and len(parts) > 2 and parts[1].isdigit() and parts[2].isdigit():
+            stage, blk = int(parts[1]), int(parts[2])
+            blocks[parts[0]][stage] = max(blocks[parts[0]].get(stage, 0), blk + 1)
+        elif parts[0] == "middle_blks" and len(parts) > 1 and parts[1].isdigit():
+            middle = max(middle, int(parts[1]) + 1)
+        elif parts[0] == "downs" and len(parts) > 1 and parts[1].isdigit():
+            n_down = max(n_down, int(parts[1]) + 1)
+        elif parts[0] == "ups" and len(parts) > 1 and parts[1].isdigit():
+            n_up = max(n_up, int(parts[1]) + 1)
+    n_enc = max([n_down] + [s + 1 for s in blocks["encoders"]])
+    n_dec = max([n_up] + [s + 1 for s in blocks["decoders"]])
+    return {
+        "img_channel": img_channel,
+        "width": width,
+        "middle_blk_num": middle,
+        "enc_blk_nums": [blocks["encoders"].get(i, 0) for i in range(n_enc)],
+        "dec_blk_nums": [blocks["decoders"].get(i, 0) for i in range(n_dec)],
+    }
+
+
+def build_nafnet(config: Mapping[str, Any], *, tlc: bool | Mapping[str, Any] = False) -> NAFNet:
+    """A NAFNet (or, with ``tlc``, a :class:`NAFNetLocal`; a mapping gives its options)."""
+    try:
+        if tlc:
+            opts = dict(tlc) if isinstance(tlc, Mapping) else {}
+            return NAFNetLocal(**config, **opts)
+        return NAFNet(**config)
+    except (UsageError, TypeError) as exc:
+        raise CheckpointError(f"cannot build NAFNet from inferred configuration {dict(config)}: {exc}") from exc
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], *, source: str = "checkpoint") -> None:
+    """Raise CheckpointError listing missing keys, unexpected keys and shape conflicts.
+
+    Compares against ``model.state_dict()`` (parameters and persistent buffers), i.e. the
+    ``strict=True`` contract, before anything is copied.
+    """
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    conflicts = [
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or conflicts:
+        lines = [f"{source} does not fit {type(model).__name__}:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+        if conflicts:
+            lines.append(f"  shape conflicts ({len(conflicts)}): {_listing(conflicts)}")
+        raise CheckpointError("\n".join(lines))
+
+
+def resolve_factory(factory: Factory) -> Callable[[], nn.Module]:
+    """Turn ``"package.module:function"`` (or a callable) into a callable building the model."""
+    if callable(factory):
+        return factory
+    if not isinstance(factory, str) or factory.count(":") != 1:
+        raise UsageError(f"factory must be 'package.module:function' or a callable, got {factory!r}")
+    mod_name, _, attr = factory.partition(":")
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as exc:
+        raise UsageError(f"factory {factory!r}: cannot import module {mod_name!r} ({exc})") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            known = sorted(n for n in dir(module) if not n.startswith("_"))
+            raise UsageError(f"factory {factory!r}: {mod_name} has no {attr!r}; it defines: {_listing(known)}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise UsageError(f"factory {factory!r} is not callable")
+    return obj
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    *,
+    param_key: str | None = "params",
+    device: str | torch.device | None = None,
+    factory: Factory | None = None,
+    tlc: bool | Mapping[str, Any] = False,
+) -> nn.Module:
+    """Build a model and load a checkpoint into it (strict), ready for inference (eval mode).
+
+    Args:
+        path: checkpoint file (see :func:`read_state_dict` for the layouts and the safety rule).
+        param_key: BasicSR entry to read (``"params"``; ``"params_ema"`` for EMA weights).
+        device: where the model goes; default CPU (checkpoints are always mapped to CPU first,
+            so a CUDA-saved checkpoint loads on a machine without CUDA).
+        factory: for architectures other than NAFNet, ``"package.module:function"`` or a
+            callable returning the ``nn.Module``; the loader then only loads the weights.
+        tlc: NAFNet only: build :class:`NAFNetLocal` (TLC pooling; same keys). A mapping
+            passes its options (``train_size``, ``base_size``).
+
+    Raises:
+        UnsafeCheckpointError, CheckpointError: see :func:`read_state_dict`; also when keys or
+            shapes do not fit the model (all missing / unexpected keys and shape conflicts are
+            listed).
+    """
+    p = Path(path)
+    sd = read_state_dict(p, param_key=param_key)
+    if factory is not None:
+        if tlc:
+            raise UsageError("tlc applies to the built-in NAFNet only, not to a factory's model")
+        model = resolve_factory(factory)()
+        if not isinstance(model, nn.Module):
+            raise UsageError(f"factory {factory!r} returned {type(model).__name__}, not an nn.Module")
+    else:
+        model = build_nafnet(infer_nafnet_config(sd), tlc=tlc)
+    check_state_dict(model, sd, source=str(p))
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as exc:  # pragma: no cover - check_state_dict catches the usual causes
+        raise CheckpointError(f"{p}: {exc}") from exc
+    if device is not None:
+        model = model.to(torch.device(device))
+    return model.eval()
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_model(model: nn.Module | Mapping[str, Tensor], path: str | os.PathLike[str], *, param_key: str = "params") -> Path:
+    """Write a model's weights atomically in BasicSR's layout ``{param_key: state_dict}``.
+
+    ``.safetensors`` paths get a flat safetensors file instead. Tensors are detached and moved
+    to CPU; a ``DataParallel``/DDP wrapper's ``module.`` prefix is not written. The bytes go to
+    a temporary file in the target's folder, are fsynced, then renamed over ``path``
+    (``os.replace``), so a crash never leaves a half-written checkpoint.
+
+    Returns:
+        The path written.
+    """
+    p = Path(path)
+    if isinstance(model, nn.Module):
+        inner = getattr(model, "module", model) if isinstance(
+            model, (nn.DataParallel, nn.parallel.DistributedDataParallel)
+        ) else model
+        sd_in: Mapping[str, Tensor] = inner.state_dict()
+    else:
+        sd_in = model
+    sd = _strip_prefixes(OrderedDict((k, v.detach().cpu().contiguous()) for k, v in sd_in.items()))
+    if not p.parent.is_dir():
+        raise CheckpointError(f"cannot save {p}: folder {p.parent} does not exist")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            if p.suffix.lower() == ".safetensors":
+                from safetensors.torch import save as st_save
+
+                # safetensors refuses tensors sharing memory; the clones are independent.
+                fh.write(st_save({k: v.clone() for k, v in sd.items()}))
+            else:
+                torch.save({param_key: sd}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+        _fsync_dir(p.parent)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, (OSError, RuntimeError)):
+            raise CheckpointError(f"cannot save {p}: {exc}") from exc
+        raise
+    return p
