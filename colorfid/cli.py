@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ._version import __version__
 from .errors import ColorfidError, UsageError
@@ -42,6 +42,180 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 # Each room adds one ``_add_<name>`` function here; build_parser() calls them in order.
 _ADDERS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info]
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write the HTML report from saved results or from checkpoints",
+        description="Write one self-contained HTML report (index.html) from saved results JSON files "
+        "and/or checkpoints evaluated now (--checkpoint a.pth b.pth ...); several checkpoints give trends.",
+    )
+    p.add_argument("results", nargs="*", metavar="RESULTS.json", help="saved results, oldest first (the last is detailed)")
+    p.add_argument("--checkpoint", nargs="+", metavar="CKPT", default=[], help="checkpoints to evaluate, oldest first")
+    p.add_argument("--sets", nargs="+", metavar="SET", default=None, help="stress sets (names or folders) for --checkpoint")
+    p.add_argument("--out", default="colorfid-report", metavar="DIR", help="output folder (default: colorfid-report)")
+    p.add_argument("--history", default=None, metavar="FILE", help="history JSON lines file to plot trends from")
+    p.add_argument("--append-history", action="store_true", help="also append this run's checkpoints to --history")
+    p.add_argument("--baseline", default=None, metavar="FILE", help="baseline: a results JSON or a gate baseline JSON")
+    p.add_argument("--config", default=None, metavar="TOML", help="thresholds file for the verdicts (default: found as the gate does)")
+    p.add_argument("--no-gate", action="store_true", help="no verdicts, values only")
+    p.add_argument("--metric", default="de00_p95", help="rank the worst images by this metric (default: de00_p95)")
+    p.add_argument("--worst-k", type=int, default=3, metavar="K", help="worst images shown per set (default: 3)")
+    p.add_argument("--full-size", action="store_true", help="also write full-resolution images next to the report")
+    p.add_argument("--device", default=None, help="device for --checkpoint (default: best available)")
+    p.add_argument("--tile", type=int, default=None, help="tile size for --checkpoint inference")
+    p.add_argument("--cache", default=None, metavar="DIR", help="output cache folder for --checkpoint")
+
+    def _run(args: argparse.Namespace) -> int:
+        from .report import run_cli
+
+        return run_cli(args)
+
+    p.set_defaults(handler=_run)
+
+
+_ADDERS.append(_add_report)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    """``colorfid eval``: evaluate + gate, print the table; 0 pass / 1 fail (UsageError -> 2 in
+    :func:`colorfid.cli.main`). ``args`` is the argparse namespace of ``colorfid eval``."""
+    from .gate import format_report, plan_gate
+
+    model: Any = args.checkpoint
+    if getattr(args, "identity", False):
+        model = "identity"
+    progress = False if args.no_progress else None
+    plan = plan_gate(
+        model,
+        predictions=args.predictions,
+        sets=args.sets,
+        config=args.config,
+        baseline=args.baseline,
+        update_baseline=args.update_baseline,
+        allow_missing_baseline=True if args.allow_missing_baseline else None,
+        device=args.device,
+        tile=args.tile,
+        cache_dir=args.cache,
+        use_cache=not args.no_cache,
+        progress=progress,
+    )
+    src = plan.source
+    what = f"{src.checkpoint} (sha256 {src.sha256[:12]})" if src.checkpoint else (str(args.predictions) if args.predictions else src.name)
+    print(f"colorfid eval: {what}; sets {', '.join(plan.set_names)}; thresholds {plan.thresholds.source}")
+    results = plan.evaluate()
+    report = plan.judge(results)
+    print(format_report(report, results))
+    if args.json:
+        results.save(args.json)
+        print(f"results written: {args.json}")
+    path = plan.write_baseline(results)
+    if path is not None:
+        print(f"baseline written: {path} (sets {', '.join(results.set_names)})")
+    if args.report:
+        try:
+            from .report import write_report
+        except ImportError as exc:
+            from .errors import MissingDependencyError  # noqa: PLC0415
+
+            raise MissingDependencyError(f"--report needs colorfid.report: {exc}") from None
+        if plan.baseline is not None:
+            index = write_report(results, args.report, gate_report=report, baseline=plan.baseline)
+        else:
+            index = write_report(results, args.report, gate_report=report)
+        print(f"report: {index}")
+    print(f"colorfid gate: {'PASSED' if report.passed else 'FAILED'}")
+    return 0 if report.passed else 1
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a checkpoint on stress sets and gate it (exit 0 pass / 1 fail / 2 usage error)",
+        description="Run a checkpoint (or saved predictions) on stress sets, judge the colour metrics "
+        "against a thresholds file and an optional baseline, print the table. Exit 0 pass, 1 fail, "
+        "2 usage error.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="PATH", help="checkpoint to evaluate (.pth / .safetensors)")
+    src.add_argument("--predictions", metavar="DIR", help="gate saved predictions instead of a model")
+    src.add_argument("--identity", action="store_true", help="the identity model (LQ passed through; a demo)")
+    p.add_argument("--sets", nargs="+", metavar="SET", help="stress sets: bundled names or folders (default: "
+                   "the thresholds file's stress_sets, else all bundled sets)")
+    p.add_argument("--config", metavar="FILE", help="thresholds file (default: ./colorfid.toml, then "
+                   "[tool.colorfid] in ./pyproject.toml, then the bundled golden/colorfid.toml)")
+    p.add_argument("--baseline", metavar="FILE", help="baseline JSON to check regressions against")
+    p.add_argument("--update-baseline", action="store_true", help="write the baseline from this run "
+                   "(the sets that ran; others are kept)")
+    p.add_argument("--allow-missing-baseline", action="store_true", help="a missing baseline is not an error")
+    p.add_argument("--json", metavar="OUT", help="write the results (schema colorfid.results v1) here")
+    p.add_argument("--report", metavar="DIR", help="write the HTML report into DIR")
+    p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
+    p.add_argument("--tile", type=int, default=None, help="tile size for large images (default: automatic)")
+    p.add_argument("--cache", metavar="DIR", help="output cache (default $COLORFID_CACHE or ./.colorfid_cache)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the output cache")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    p.set_defaults(handler=_cmd_eval)
+
+
+_ADDERS.append(_add_eval)
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train NAFNet with colorfid losses from a BasicSR-style YAML (fine-tune, resume, DDP)",
+        description="Train from an options YAML in the NAFNet/BasicSR layout (see options/). "
+        "--finetune starts from weights with a fresh optimiser at iteration 0; --resume continues a "
+        "training state exactly; --auto-resume resumes the newest state of the experiment if any. "
+        "DDP: torchrun --nproc_per_node N -m colorfid.train -opt options.yml. Exit 0 done, "
+        "2 usage/configuration error, 3 training stopped (too many non-finite steps).",
+    )
+    from .train.__main__ import add_arguments
+
+    add_arguments(p)
+
+    def _run(args: argparse.Namespace) -> int:
+        from .errors import TrainingError
+        from .train.__main__ import run
+
+        try:
+            return run(args)
+        except TrainingError as exc:
+            print(f"colorfid train: TrainingError: {exc}", file=sys.stderr)
+            return 3
+
+    p.set_defaults(handler=_run)
+
+
+_ADDERS.append(_add_train)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(args.out, device=args.device, progress=False if args.no_progress else None, update_baseline=args.update_baseline)
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="run the bundled demo: two NAFNet checkpoints and the identity through the gate, with a report",
+        description="Evaluate golden/checkpoints/demo_l1.pth, demo_color.pth and the identity model on the "
+        "bundled stress sets, gate them with golden/colorfid.toml against golden/baselines/demo_l1.json, "
+        "print the colour-fidelity table and write the HTML report.",
+    )
+    p.add_argument("--out", default="reports/demo", help="report folder (default: reports/demo)")
+    p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--update-baseline", action="store_true", help="rewrite golden/baselines/demo_l1.json from demo_l1")
+    p.set_defaults(handler=_cmd_demo)
+
+
+_ADDERS.insert(1, _add_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -234,7 +234,7 @@ def test_gradcheck_away_from_branches():
 
 
 def test_chunked_eager_path_equals_the_direct_evaluation():
-    lab1, lab2 = _random_lab_pairs(1100 * 1000, seed=9)  # > 2^20 pixels: chunked when no grad
+    lab1, lab2 = _random_lab_pairs(1100 * 1000, seed=9)  # > 2^16 pixels: chunked when no grad
     a = torch.from_numpy(lab1).reshape(1, 3, 1100, 1000)
     b = torch.from_numpy(lab2).reshape(1, 3, 1100, 1000)
     whole = delta_e_2000(a, b)
