@@ -42,7 +42,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -53,6 +52,7 @@ import torch
 from torch import nn
 
 from . import metrics as _metrics
+from ._atomic import atomic_write_bytes
 from ._version import __version__
 from .errors import (
     CheckpointError,
@@ -419,17 +419,7 @@ def _sha256_file(path: Path) -> str:
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_bytes(path, data)
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:

@@ -31,7 +31,6 @@ import io as _io
 import os
 import re
 import struct
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ import torch
 from PIL import Image, ImageCms, ImageOps
 from torch import Tensor
 
+from ._atomic import atomic_write_bytes
 from .color import linear_to_srgb
 from .errors import ColorfidWarning, DTypeError, ImageReadError, ImageWriteError, RangeError, ShapeError, UsageError
 
@@ -455,19 +455,10 @@ def read_image(path: str | os.PathLike[str], *, with_meta: bool = False) -> Tens
 def _atomic_write(path: Path, data: bytes) -> None:
     if not path.parent.is_dir():
         raise ImageWriteError(f"cannot write {path}: folder {path.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise ImageWriteError(f"cannot write {path}: {exc}") from exc
-        raise
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise ImageWriteError(f"cannot write {path}: {exc}") from exc
 
 
 def write_image(

@@ -48,6 +48,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from ._atomic import atomic_open
 from ._version import __version__
 from .errors import ColorfidWarning, ConfigError, ImageReadError, UsageError
 
@@ -1135,18 +1136,9 @@ def _render(ctx: Mapping[str, Any]) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename (readers never see half a file).
-
-    The file gets the usual permissions (umask), not mkstemp's 0600: reports are for sharing.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write via a temporary file in the same folder and rename (readers never see half a file)."""
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
 
 
 def _checkpoint_rows(runs: Sequence[_Run]) -> list[dict[str, Any]]:

@@ -26,7 +26,6 @@ import importlib
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any, Callable, Mapping, Union
 import torch
 from torch import Tensor, nn
 
+from .._atomic import atomic_open
 from ..errors import CheckpointError, UnsafeCheckpointError, UsageError
 from .nafnet import NAFNet, NAFNetLocal
 
@@ -339,19 +339,6 @@ def load_model(
     return model.eval()
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def save_model(model: nn.Module | Mapping[str, Tensor], path: str | os.PathLike[str], *, param_key: str = "params") -> Path:
     """Write a model's weights atomically in BasicSR's layout ``{param_key: state_dict}``.
 
@@ -374,10 +361,8 @@ def save_model(model: nn.Module | Mapping[str, Tensor], path: str | os.PathLike[
     sd = _strip_prefixes(OrderedDict((k, v.detach().cpu().contiguous()) for k, v in sd_in.items()))
     if not p.parent.is_dir():
         raise CheckpointError(f"cannot save {p}: folder {p.parent} does not exist")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_open(p, "wb") as fh:
             if p.suffix.lower() == ".safetensors":
                 from safetensors.torch import save as st_save
 
@@ -385,13 +370,6 @@ def save_model(model: nn.Module | Mapping[str, Tensor], path: str | os.PathLike[
                 fh.write(st_save({k: v.clone() for k, v in sd.items()}))
             else:
                 torch.save({param_key: sd}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-        _fsync_dir(p.parent)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, (OSError, RuntimeError)):
-            raise CheckpointError(f"cannot save {p}: {exc}") from exc
-        raise
+    except (OSError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot save {p}: {exc}") from exc
     return p
