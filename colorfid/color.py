@@ -348,6 +348,35 @@ def lab_to_xyz(x: Tensor, *, dim: int = -3) -> Tensor:
     return _finish(_lab_to_xyz(x, d), dtype)
 
 
+#: Pixels per chunk when no gradient is needed: temporaries of 256 KiB-512 KiB stay in cache
+#: instead of costing a fresh multi-MB allocation (and its page faults) per operation.
+_CHUNK = 1 << 16
+
+
+def _pixelwise(fn: Callable[[Tensor, int], Tensor], x: Tensor, d: int) -> Tensor:
+    """Apply a per-pixel map ``fn(t, channel_dim)`` (3 channels in, 3 out), in cache-sized chunks
+    when no gradient is needed. The values are identical to one call on the whole tensor."""
+    n_pix = x.numel() // 3
+    if n_pix <= _CHUNK or (torch.is_grad_enabled() and x.requires_grad):
+        return fn(x, d)
+    lead = int(math.prod(x.shape[:d]))
+    flat = x.reshape(lead, 3, -1)
+    out = torch.empty_like(flat)
+    with torch.no_grad():
+        for i in range(lead):
+            for s in range(0, flat.shape[-1], _CHUNK):
+                out[i, :, s : s + _CHUNK] = fn(flat[i, :, s : s + _CHUNK], 0)
+    return out.reshape(x.shape)
+
+
+def _srgb_to_lab(x: Tensor, d: int) -> Tensor:
+    return _xyz_to_lab(_apply_matrix(_decode(x), _M_RGB2XYZ, d), d)
+
+
+def _lab_to_srgb(x: Tensor, d: int) -> Tensor:
+    return _encode(_apply_matrix(_lab_to_xyz(x, d), _M_XYZ2RGB, d))
+
+
 def srgb_to_lab(x: Tensor, *, dim: int = -3, clip: bool = False, check: bool = True) -> Tensor:
     """Encoded sRGB in [0, 1] -> CIELAB (D65/2°): decode, :data:`SRGB_TO_XYZ`, CIE 1976 L*a*b*.
 
@@ -356,13 +385,13 @@ def srgb_to_lab(x: Tensor, *, dim: int = -3, clip: bool = False, check: bool = T
     """
     x, d, dtype = _prepare(x, dim, "srgb_to_lab")
     x = _validate_srgb(x, d, clip, check, "srgb_to_lab")
-    return _finish(_xyz_to_lab(_apply_matrix(_decode(x), _M_RGB2XYZ, d), d), dtype)
+    return _finish(_pixelwise(_srgb_to_lab, x, d), dtype)
 
 
 def lab_to_srgb(x: Tensor, *, dim: int = -3) -> Tensor:
     """CIELAB (D65) -> encoded sRGB. Out-of-gamut colours come back outside [0, 1] (no clipping)."""
     x, d, dtype = _prepare(x, dim, "lab_to_srgb")
-    return _finish(_encode(_apply_matrix(_lab_to_xyz(x, d), _M_XYZ2RGB, d)), dtype)
+    return _finish(_pixelwise(_lab_to_srgb, x, d), dtype)
 
 
 # ----------------------------------------------------------------------------------------------

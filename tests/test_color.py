@@ -240,3 +240,14 @@ def test_srgb_lab_round_trip(rgb):
     x = torch.tensor(rgb, dtype=torch.float64).reshape(3, 1, 1)
     back = C.lab_to_srgb(C.srgb_to_lab(x))
     assert torch.allclose(back, x, atol=1e-6, rtol=0)
+
+
+def test_chunked_path_equals_one_pass_and_keeps_gradients():
+    # > 2^16 pixels: without a gradient the conversion runs in cache-sized chunks
+    x = torch.from_numpy(RNG.uniform(0, 1, (2, 3, 300, 300)))
+    whole = C._srgb_to_lab(x, 1)
+    assert torch.equal(C.srgb_to_lab(x), whole)
+    assert torch.equal(C.lab_to_srgb(whole), C._lab_to_srgb(whole, 1))
+    xg = x.clone().requires_grad_(True)
+    C.srgb_to_lab(xg).sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
