@@ -11,10 +11,12 @@ why :class:`~colorfid.models.nafnet.NAFNetLocal` (TLC) narrows the gap.
 Why the defaults (``python bench/bench_inference.py --psnr``: width-32 SIDD NAFNet, random
 weights with beta/gamma ~ N(0, sigma), 1024 x 768 synthetic room image, CPU float32): PSNR between
 tiled (tile 512, overlap 32) and whole-image outputs = 73.7 dB at sigma 0.1 (78.2 dB with TLC)
-and 48.4 dB at sigma 0.5, a harsher network (54.7 dB with TLC); the target is >= 45 dB. Larger
-tiles narrow it further at the cost of memory; a trained checkpoint should be measured with
-``--psnr --checkpoint X.pth --image photo.jpg``. 3300 x 2200 through width 32 on CPU with the
-defaults peaks at 1.13 GiB RSS.
+and 48.4 dB at sigma 0.5, a harsher network (54.7 dB with TLC); the target is >= 45 dB. At
+sigma 0.5, tile 768 gives 58.1 dB (TLC 59.8 dB) and TLC with overlap 96 gives 60.3 dB (plain
+NAFNet's error is a per-tile statistic, so overlap barely helps it: 48.5 dB). 512 / 32 is kept as
+the default for memory (working memory grows with the tile area): 3300 x 2200 through width 32
+on CPU peaks at 1.13 GiB RSS. Measure a trained checkpoint with
+``--psnr --checkpoint X.pth --image photo.jpg``.
 """
 
 from __future__ import annotations
