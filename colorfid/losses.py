@@ -595,13 +595,18 @@ class _LabFamily(_ColorLoss):
         """(L*/100, a*/100, b*/100)."""
         return _opponent(x, "lab", is_lab=self.input_space == "lab")
 
-    def _chroma_pair(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        """(C_pred with the grey-escape gradient, C_target), both C*/100."""
+    def _chroma_planes(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(a_pred, b_pred, C_pred with the grey-escape gradient, a_target, b_target, C_target), all /100."""
         _, ap, bp = self._planes(pred)
         _, at, bt = self._planes(target)
         ct = safe_hypot(at, bt)
         ua, ub = _unit_direction(at, bt, ct)
-        return chroma_toward(ap, bp, ua, ub, _TAU["lab"]), ct
+        return ap, bp, chroma_toward(ap, bp, ua, ub, _TAU["lab"]), at, bt, ct
+
+    def _chroma_pair(self, pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """(C_pred with the grey-escape gradient, C_target), both C*/100."""
+        _, _, cp, _, _, ct = self._chroma_planes(pred, target)
+        return cp, ct
 
     def extra_repr(self) -> str:
         return f"input_space={self.input_space!r}, {super().extra_repr()}"
@@ -706,11 +711,7 @@ class HueDiversityLoss(_LabFamily):
         self.kappa = k
 
     def _forward(self, pred: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
-        _, ap, bp = self._planes(pred)
-        _, at, bt = self._planes(target)
-        ct = safe_hypot(at, bt)
-        ua, ub = _unit_direction(at, bt, ct)
-        cp = chroma_toward(ap, bp, ua, ub, _TAU["lab"])
+        ap, bp, cp, at, bt, ct = self._chroma_planes(pred, target)
         w = _pixel_weight(weight, ct, "HueDiversityLoss")
         k = self.kappa * _PLANE_SCALE["lab"]
         dp = _hue_dispersion(ap, bp, cp, k, w)
@@ -755,11 +756,7 @@ class ColorDiversityLoss(_LabFamily):
         return torch.exp(-d / self.div_tau), torch.exp(-s / self.sat_tau)
 
     def _forward(self, pred: Tensor, target: Tensor, weight: Tensor | None) -> Tensor:
-        _, ap, bp = self._planes(pred)
-        _, at, bt = self._planes(target)
-        ct = safe_hypot(at, bt)
-        ua, ub = _unit_direction(at, bt, ct)
-        cp = chroma_toward(ap, bp, ua, ub, _TAU["lab"])
+        ap, bp, cp, at, bt, ct = self._chroma_planes(pred, target)
         w = _pixel_weight(weight, ct, "ColorDiversityLoss")
         pd, ps = self._penalties(ap, bp, cp, w)
         if self.relative:

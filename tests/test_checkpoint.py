@@ -26,12 +26,7 @@ GOLDEN_KEYS = Path(__file__).resolve().parents[1] / "golden" / "reference" / "na
 CFG = dict(img_channel=3, width=8, middle_blk_num=2, enc_blk_nums=[1, 0, 2], dec_blk_nums=[2, 1, 1])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(seed: int = 0) -> NAFNet:

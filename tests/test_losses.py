@@ -81,13 +81,7 @@ def const_image(rgb, size: int = 16, dtype=torch.float64) -> torch.Tensor:
     return torch.tensor(np.asarray(rgb, dtype=np.float64), dtype=dtype).view(3, 1, 1).expand(3, size, size).clone()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is faster, and deterministic, on a shared 2-core runner."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -33,13 +33,7 @@ SIDD32 = dict(img_channel=3, width=32, middle_blk_num=12, enc_blk_nums=[2, 2, 4,
 SMALL = dict(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1, 2, 1], dec_blk_nums=[1, 1, 2])
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is faster, and avoids oversubscribing CI's 2 cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -62,13 +62,7 @@ def _make_pairs(root: Path, n: int, size: int = 24, seed: int = 0) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the machine's 2 cores are shared with another pytest worker."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
