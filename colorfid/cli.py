@@ -14,7 +14,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from ._version import __version__
-from .errors import ColorfidError, UsageError
+from .errors import ColorfidError, exit_status
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -178,14 +178,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     add_arguments(p)
 
     def _run(args: argparse.Namespace) -> int:
-        from .errors import TrainingError
         from .train.__main__ import run
 
-        try:
-            return run(args)
-        except TrainingError as exc:
-            print(f"colorfid train: TrainingError: {exc}", file=sys.stderr)
-            return 3
+        return run(args)
 
     p.set_defaults(handler=_run)
 
@@ -239,12 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(handler(args))
-    except UsageError as exc:
-        print(f"colorfid {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except ColorfidError as exc:
-        print(f"colorfid {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        return exit_status(f"colorfid {args.command}", exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,11 @@ plugin turns them into pytest's usage-error exit code (4) and the CLI into exit 
 
 from __future__ import annotations
 
+import sys
+from typing import TextIO
+
 __all__ = [
+    "exit_status",
     "ColorfidError",
     "ColorfidWarning",
     "ShapeError",
@@ -90,3 +94,18 @@ class MissingDependencyError(ColorfidError, ImportError):
 
 class TrainingError(ColorfidError, RuntimeError):
     """Training cannot continue (e.g. too many non-finite steps in a row)."""
+
+
+def exit_status(prog: str, exc: ColorfidError, stream: TextIO | None = None) -> int:
+    """Report a colorfid error to a command-line user and return the process exit code.
+
+    One mapping for every entry point (``colorfid ...``, ``python -m colorfid.train``): 2 for a
+    usage error (printed as ``prog: error: ...``) and for any other colorfid error, 3 for a
+    :class:`TrainingError` (training stopped).
+    """
+    out = stream if stream is not None else sys.stderr
+    if isinstance(exc, UsageError):
+        print(f"{prog}: error: {exc}", file=out)
+        return 2
+    print(f"{prog}: {type(exc).__name__}: {exc}", file=out)
+    return 3 if isinstance(exc, TrainingError) else 2

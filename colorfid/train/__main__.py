@@ -40,22 +40,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ..errors import ColorfidError, TrainingError, UsageError
+    from ..errors import ColorfidError, exit_status
 
     parser = argparse.ArgumentParser(prog="python -m colorfid.train", description="Train NAFNet with colorfid losses.")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
         return run(args)
-    except UsageError as exc:
-        print(f"colorfid train: error: {exc}", file=sys.stderr)
-        return 2
-    except TrainingError as exc:
-        print(f"colorfid train: TrainingError: {exc}", file=sys.stderr)
-        return 3
     except ColorfidError as exc:
-        print(f"colorfid train: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        return exit_status("colorfid train", exc)
 
 
 if __name__ == "__main__":
