@@ -53,7 +53,7 @@ _EXPORTS: dict[str, str] = {
         n: "colorfid.metrics"
         for n in (
             "MetricProtocol", "MetricSpec", "METRICS", "get_metric", "summarize", "delta_e_map",
-            "high_chroma_mask", "saturation_ratio", "hue_shift", "brightness_ratio", "psnr", "ssim",
+            "high_chroma_mask", "saturation_ratio", "hue_shift", "hue_angle_delta", "brightness_ratio", "psnr", "ssim",
             "health_flags", "image_metrics",
         )
     },
@@ -132,7 +132,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .metrics import (
         METRICS, MetricProtocol, MetricSpec, brightness_ratio, delta_e_map, get_metric,
-        health_flags, high_chroma_mask, hue_shift, image_metrics, psnr, saturation_ratio, ssim,
+        health_flags, high_chroma_mask, hue_angle_delta, hue_shift, image_metrics, psnr, saturation_ratio, ssim,
         summarize,
     )
     from .models.checkpoint import file_sha256, load_model, save_model

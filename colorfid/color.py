@@ -219,14 +219,51 @@ def _validate_srgb(x: Tensor, dim: int, clip: bool, check: bool, name: str) -> T
 # ----------------------------------------------------------------------------------------------
 
 
-def safe_sqrt(x: Tensor) -> Tensor:
-    """``sqrt(x)`` for x > 0 and 0 elsewhere, with gradient 0 (not NaN/Inf) where x <= 0.
+def _above(x: Tensor, threshold: float = 0.0) -> Tensor:
+    """Float selector: 1 where ``x > threshold``, 0 where ``x <= threshold`` or x is NaN. No gradient.
 
-    "Double where": the inner ``where`` keeps the square root's argument away from 0, so the
-    unused branch never produces an infinite derivative that ``0 * inf`` would turn into NaN.
+    Why not ``torch.where`` on a bool mask: on CPU, comparisons to bool, ``where``,
+    ``masked_fill`` and bool -> float casts run scalar loops (~2 ns per element, 20-30x an
+    arithmetic op; ``python bench/bench_color.py --ops`` prints the figures), so per-pixel
+    formulas select with float 0/1 weights (:func:`_pick`) instead. ``x - t`` is 0 only when
+    ``x == t`` (IEEE subtraction is exact in sign, gradual underflow), so the test is exact.
     """
-    pos = x > 0
-    return torch.where(pos, torch.sqrt(torch.where(pos, x, torch.ones_like(x))), torch.zeros_like(x))
+    return (x.detach() - threshold).sign_().clamp_min_(0.0)
+
+
+def _below(x: Tensor, threshold: float = 0.0) -> Tensor:
+    """Float selector: 1 where ``x < threshold``, 0 elsewhere (NaN included). No gradient."""
+    return (threshold - x.detach()).sign_().clamp_min_(0.0)
+
+
+def _nonzero(x: Tensor) -> Tensor:
+    """Float selector: 1 where ``x != 0``, 0 where x is 0 (either sign) or NaN. No gradient."""
+    return x.detach().abs().sign_()
+
+
+def _pick(w: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``a`` where the selector ``w`` is 1, ``b`` where it is 0 (``torch.where`` for float selectors).
+
+    Exact (bit for bit the chosen operand) when ``a`` and ``b`` are finite: ``torch.lerp``
+    evaluates ``b + 0 (a - b)`` / ``a - 0 (a - b)``. The gradient reaches ``a`` times w and ``b``
+    times 1 - w, so as with ``where`` the branch not taken must only be finite (guard its input).
+    A non-finite operand yields NaN: callers use it on finite branches only.
+    """
+    return torch.lerp(b, a, w)
+
+
+def safe_sqrt(x: Tensor) -> Tensor:
+    """``sqrt(x)`` for x > 0 and 0 where x <= 0, with gradient 0 (not NaN/Inf) where x <= 0.
+
+    "Double where": the square root's argument is replaced by 1 where x <= 0 (and the result
+    multiplied by 0 there), so the unused branch never produces an infinite derivative that
+    ``0 * inf`` would turn into NaN. NaN stays NaN (bad values are never hidden); +Inf gives
+    +Inf without a gradient and NaN with one.
+    """
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return torch.sqrt(x.clamp_min(0.0))  # no gradient to guard
+    pos = _above(x)
+    return torch.sqrt(_pick(pos, x, torch.ones_like(x))) * pos
 
 
 def safe_hypot(a: Tensor, b: Tensor) -> Tensor:
@@ -235,15 +272,10 @@ def safe_hypot(a: Tensor, b: Tensor) -> Tensor:
 
 
 def safe_atan2(y: Tensor, x: Tensor) -> Tensor:
-    """``atan2(y, x)`` in radians, (-pi, pi]; 0 with zero gradient at x = y = 0."""
-    nz = (x != 0) | (y != 0)
-    one = torch.ones_like(x)
-    return torch.where(nz, torch.atan2(torch.where(nz, y, one * 0), torch.where(nz, x, one)), torch.zeros_like(x))
-
-
-def _safe_pow(x: Tensor, exponent: float, where: Tensor) -> Tensor:
-    """``x ** exponent`` evaluated only where ``where`` is true (1 elsewhere, for the grad)."""
-    return torch.where(where, x, torch.ones_like(x)) ** exponent
+    """``atan2(y, x)`` in radians, (-pi, pi]; 0 with zero gradient at x = y = 0 (finite inputs)."""
+    nz = _nonzero(x.abs() + y.abs())
+    # At the origin atan2(0, 1) = 0, with a finite derivative that the selector zeroes.
+    return torch.atan2(y * nz, _pick(nz, x, torch.ones_like(x)))
 
 
 def _apply_matrix(x: Tensor, m: list[list[float]], d: int) -> Tensor:
@@ -259,13 +291,14 @@ def _apply_matrix(x: Tensor, m: list[list[float]], d: int) -> Tensor:
 
 
 def _decode(x: Tensor) -> Tensor:
-    hi = x > _SRGB_DECODE_THRESHOLD
-    return torch.where(hi, ((_safe_pow(x, 1.0, hi) + 0.055) / 1.055) ** 2.4, x / 12.92)
+    # The power branch sees max(x, threshold): finite, with zero derivative where it is not taken.
+    t = _SRGB_DECODE_THRESHOLD
+    return _pick(_above(x, t), ((x.clamp_min(t) + 0.055) / 1.055) ** 2.4, x / 12.92)
 
 
 def _encode(x: Tensor) -> Tensor:
-    hi = x > _SRGB_ENCODE_THRESHOLD
-    return torch.where(hi, 1.055 * _safe_pow(x, 1.0 / 2.4, hi) - 0.055, 12.92 * x)
+    t = _SRGB_ENCODE_THRESHOLD
+    return _pick(_above(x, t), 1.055 * x.clamp_min(t) ** (1.0 / 2.4) - 0.055, 12.92 * x)
 
 
 def srgb_to_linear(x: Tensor, *, dim: int = -3, clip: bool = False, check: bool = True) -> Tensor:
@@ -309,13 +342,11 @@ def xyz_to_linear_rgb(x: Tensor, *, dim: int = -3) -> Tensor:
 
 def _lab_f(t: Tensor) -> Tensor:
     # CIE 015:2018 eq. 8.4: t^(1/3) above epsilon, the linear segment below.
-    hi = t > _LAB_EPS
-    return torch.where(hi, _safe_pow(t, 1.0 / 3.0, hi), (_LAB_KAPPA * t + 16.0) / 116.0)
+    return _pick(_above(t, _LAB_EPS), t.clamp_min(_LAB_EPS) ** (1.0 / 3.0), (_LAB_KAPPA * t + 16.0) / 116.0)
 
 
 def _lab_f_inv(f: Tensor) -> Tensor:
-    hi = f > _LAB_DELTA
-    return torch.where(hi, f * f * f, (116.0 * f - 16.0) / _LAB_KAPPA)
+    return _pick(_above(f, _LAB_DELTA), f * f * f, (116.0 * f - 16.0) / _LAB_KAPPA)
 
 
 def _xyz_to_lab(x: Tensor, d: int) -> Tensor:
@@ -405,7 +436,7 @@ _DEG2RAD = math.pi / 180.0
 def _hue_degrees(y: Tensor, x: Tensor) -> Tensor:
     """Hue angle of (x, y) in degrees in [0, 360); 0 (zero gradient) at the origin."""
     h = safe_atan2(y, x) * _RAD2DEG
-    return torch.where(h < 0, h + 360.0, h)
+    return h + 360.0 * _below(h)
 
 
 def lab_to_lch(x: Tensor, *, dim: int = -3) -> Tensor:
@@ -467,8 +498,9 @@ def srgb_to_ycbcr(x: Tensor, *, dim: int = -3, y_only: bool = False, check: bool
 
 
 def _safe_div(num: Tensor, den: Tensor) -> Tensor:
-    nz = den != 0
-    return torch.where(nz, num / torch.where(nz, den, torch.ones_like(den)), torch.zeros_like(num))
+    """``num / den``, and 0 (zero gradient) where ``den == 0``; finite inputs."""
+    nz = _nonzero(den)
+    return num / _pick(nz, den, torch.ones_like(den)) * nz
 
 
 def hsv_saturation(x: Tensor, *, dim: int = -3, check: bool = True) -> Tensor:

@@ -518,11 +518,11 @@ def _compute_maps(pred: Any, gt: Any, hue_floor: float) -> _Maps:
         for y0 in range(0, h, rows):
             p, g = pred[:, y0 : y0 + rows], gt[:, y0 : y0 + rows]
             lab_p, lab_g = color.srgb_to_lab(p), color.srgb_to_lab(g)
-            lch_p, lch_g = color.lab_to_lch(lab_p), color.lab_to_lch(lab_g)
+            lch_g = color.lab_to_lch(lab_g)
             parts["de"].append(difference.delta_e_2000(lab_p, lab_g).numpy())
             parts["L"].append(lch_g[0].numpy())
             parts["C"].append(lch_g[1].numpy())
-            parts["dh"].append(metrics._wrap180(lch_p[2] - lch_g[2]).numpy())  # hue_shift's own wrap
+            parts["dh"].append(metrics.hue_angle_delta(lab_p, lab_g).numpy())  # hue_shift's own Δh
             parts["sp"].append(color.hsv_saturation(p).numpy())
             parts["sg"].append(color.hsv_saturation(g).numpy())
     de, L_g, C_g, dh, s_p, s_g = (np.concatenate(parts[k], axis=0) for k in ("de", "L", "C", "dh", "sp", "sg"))
