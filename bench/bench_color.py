@@ -25,6 +25,7 @@ import time
 CASES = {
     # name: (kind, implementation, dtype)
     "lab/colorfid": ("lab", "colorfid", "float32"),
+    "lab/colorfid-float": ("lab", "colorfid-float", "float32"),
     "lab/skimage": ("lab", "skimage", "float64"),
     "lab/colour": ("lab", "colour", "float64"),
     "lab/kornia": ("lab", "kornia", "float32"),
@@ -76,7 +77,12 @@ def child(case: str, mp: float, repeats: int) -> dict:
     out: dict = {"case": case, "mp": side * side / 1e6}
 
     if kind == "lab":
-        if impl == "colorfid":
+        if impl == "colorfid":  # the explicit integer path (256-entry decode table)
+            from colorfid.color import srgb_uint8_to_lab
+
+            t = torch.from_numpy(img).permute(2, 0, 1)
+            fn = lambda: srgb_uint8_to_lab(t)  # noqa: E731
+        elif impl == "colorfid-float":  # the float path a float image takes
             from colorfid.color import srgb_to_lab, to_float
 
             t = torch.from_numpy(img).permute(2, 0, 1)
@@ -162,6 +168,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="0.25 and 1 MP, median of 3")
     ap.add_argument("--child", nargs=3, metavar=("CASE", "MP", "REPEATS"), help=argparse.SUPPRESS)
     ap.add_argument("--sizes", type=float, nargs="+", help="megapixels (default 1 4 12)")
+    ap.add_argument("--cases", nargs="+", metavar="PREFIX", help="only the cases starting with these (e.g. lab/ de00-f32/)")
+    ap.add_argument("--no-compile-latency", action="store_true", help="skip the compile-latency runs")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], float(args.child[1]), int(args.child[2]))))
@@ -176,6 +184,8 @@ def main() -> None:
     rows = []
     for mp in sizes:
         for case in CASES:
+            if args.cases and not any(case.startswith(c) for c in args.cases):
+                continue
             r = run_case(case, mp, repeats)
             rows.append(r)
             if "error" in r or "skipped" in r:
@@ -189,11 +199,13 @@ def main() -> None:
             ra, rb = by.get((mp, a)), by.get((mp, b))
             return f"{ra['mps'] / rb['mps']:6.1f}x" if ra and rb else "   n/a"
         print(
-            f"{mp:5.2f} MP  sRGB(uint8)->Lab vs skimage {ratio('lab/colorfid', 'lab/skimage')}, vs colour {ratio('lab/colorfid', 'lab/colour')}, vs kornia {ratio('lab/colorfid', 'lab/kornia')}\n"
+            f"{mp:5.2f} MP  sRGB(uint8)->Lab vs skimage {ratio('lab/colorfid', 'lab/skimage')}, vs colour {ratio('lab/colorfid', 'lab/colour')}, vs kornia {ratio('lab/colorfid', 'lab/kornia')}; float path vs skimage {ratio('lab/colorfid-float', 'lab/skimage')}\n"
             f"          CIEDE2000 f64 eager vs skimage {ratio('de00-f64/colorfid', 'de00-f64/skimage')}, fused vs skimage {ratio('de00-f64/colorfid-fused', 'de00-f64/skimage')}, fused vs colour {ratio('de00-f64/colorfid-fused', 'de00-f64/colour')}\n"
             f"          CIEDE2000 f32 eager vs skimage {ratio('de00-f32/colorfid', 'de00-f32/skimage')}, fused vs skimage {ratio('de00-f32/colorfid-fused', 'de00-f32/skimage')}"
         )
     for dt in ("float64", "float32"):
+        if args.no_compile_latency or (args.cases and not any(c.startswith("de00") for c in args.cases)):
+            break
         cold, warm = compile_latency(dt)
         print(f"fused CIEDE2000 compile latency ({dt}): cold cache {cold:.1f} s, warm on-disk cache {warm:.1f} s")
 

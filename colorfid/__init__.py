@@ -43,7 +43,8 @@ _EXPORTS: dict[str, str] = {
         for n in (
             "to_float", "check_srgb", "srgb_to_linear", "linear_to_srgb", "linear_rgb_to_xyz",
             "xyz_to_linear_rgb", "xyz_to_lab", "lab_to_xyz", "lab_to_lch", "lch_to_lab",
-            "srgb_to_lab", "lab_to_srgb", "srgb_to_ycbcr", "srgb_to_hsv", "chroma", "hsv_saturation",
+            "srgb_to_lab", "srgb_uint8_to_lab", "lab_to_srgb", "srgb_to_ycbcr", "srgb_to_hsv", "chroma",
+            "hsv_saturation",
         )
     },
     # colour differences
@@ -120,7 +121,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .color import (
         check_srgb, chroma, hsv_saturation, lab_to_lch, lab_to_srgb, lab_to_xyz, lch_to_lab,
         linear_rgb_to_xyz, linear_to_srgb, srgb_to_hsv, srgb_to_lab, srgb_to_linear, srgb_to_ycbcr,
-        to_float, xyz_to_lab, xyz_to_linear_rgb,
+        srgb_uint8_to_lab, to_float, xyz_to_lab, xyz_to_linear_rgb,
     )
     from .difference import delta_e_76, delta_e_94, delta_e_2000
     from .evaluate import IdentityModel, Results, evaluate

@@ -51,6 +51,7 @@ from torch import Tensor
 from .color import (
     _REDUCED, _above, _below, _channel_dim, _check_float, _nonzero, _pick, safe_atan2, safe_hypot, safe_sqrt,
 )
+from . import _heap
 from .errors import ColorfidWarning, ShapeError, UsageError
 
 __all__ = ["delta_e_76", "delta_e_94", "delta_e_2000", "CIE94_CONSTANTS"]
@@ -67,6 +68,7 @@ _RT_GRAD_MIN_CHROMA = 1.0  # C* units; gradient-only, see _ciede2000
 
 
 def _pair(lab1: Tensor, lab2: Tensor, dim: int, name: str) -> tuple[Tensor, Tensor, int, torch.dtype]:
+    _heap.warm()
     d1 = _channel_dim(lab1, dim, f"{name}: lab1")
     _channel_dim(lab2, dim, f"{name}: lab2")
     _check_float(lab1, f"{name}: lab1")

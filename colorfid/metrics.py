@@ -61,6 +61,7 @@ from .color import (
     safe_hypot,
     srgb_to_lab,
 )
+from . import _heap
 from .difference import delta_e_76, delta_e_94, delta_e_2000
 from .errors import ConfigError, DTypeError, RangeError, ShapeError, UnknownNameError, UsageError
 
@@ -1121,6 +1122,7 @@ def image_metrics(
     of rows converted to ``dtype`` on the fly, so the working set stays near 75 bytes per pixel
     in float64 (12 MP: ~0.9 GiB above the inputs; ~30 s on one CPU core, ~2 s per MP).
     """
+    _heap.warm()
     p = _protocol(protocol)
     pred = _one_image(pred, "image_metrics: pred")
     target = _one_image(target, "image_metrics: target")

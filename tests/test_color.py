@@ -156,6 +156,63 @@ def test_to_float_is_the_integer_path():
         C.to_float(torch.zeros(3, 1, 1, dtype=torch.int32))
 
 
+def _codes(*shape: int) -> np.ndarray:
+    return RNG.integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_srgb_uint8_to_lab_matches_colour_science_on_every_code():
+    # every 8-bit grey and primary ramp, plus random colours, against colour-science (float64)
+    k = np.arange(256, dtype=np.uint8)
+    ramps = np.stack([np.stack([k, k, k], -1), np.stack([k, 0 * k, 0 * k], -1), np.stack([0 * k, k, 0 * k], -1),
+                      np.stack([0 * k, 0 * k, k], -1)])  # (4, 256, 3)
+    codes = np.concatenate([ramps, _codes(4, 256, 3)], axis=0)  # HWC
+    ours = C.srgb_uint8_to_lab(torch.from_numpy(codes), dim=-1, dtype=torch.float64).numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = colour.XYZ_to_Lab(colour.sRGB_to_XYZ(codes / 255.0))
+    # code 10 (0.0392) and 11 (0.0431) straddle the IEC knee 0.04045; no code lies in the
+    # 5e-8-wide interval where colour-science's knee differs from the standard's
+    assert np.abs(ours - ref).max() <= 1e-10
+
+
+@pytest.mark.parametrize(
+    "layout",
+    ["hwc_viewed_chw", "chw", "hwc_dim_last", "nchw", "nhwc_viewed_nchw", "transposed"],
+)
+def test_srgb_uint8_to_lab_equals_the_float_path_in_every_layout(layout):
+    a = _codes(2, 190, 370, 3)  # > 2^16 pixels per image: several chunks
+    t = torch.from_numpy(a)
+    img, dim = {
+        "hwc_viewed_chw": (t[0].permute(2, 0, 1), -3),
+        "chw": (t[0].permute(2, 0, 1).contiguous(), -3),
+        "hwc_dim_last": (t[0], -1),
+        "nchw": (t.permute(0, 3, 1, 2).contiguous(), 1),
+        "nhwc_viewed_nchw": (t.permute(0, 3, 1, 2), -3),
+        "transposed": (t[0].permute(2, 1, 0), 0),
+    }[layout]
+    ref = C.srgb_to_lab(C.to_float(img, torch.float64), dim=dim)
+    out = C.srgb_uint8_to_lab(img, dim=dim, dtype=torch.float64)
+    assert out.shape == img.shape and out.is_contiguous() and out.dtype == torch.float64
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    out32 = C.srgb_uint8_to_lab(img, dim=dim)
+    assert out32.dtype == torch.float32
+    # float32: one rounding of the decoded value; the float path rounds k/255 and the decode
+    assert (out32.double() - ref).abs().max() <= (C.srgb_to_lab(C.to_float(img), dim=dim).double() - ref).abs().max() + 1e-5
+
+
+def test_srgb_uint8_to_lab_rejects_what_it_cannot_read():
+    with pytest.raises(DTypeError, match="uint8"):
+        C.srgb_uint8_to_lab(torch.rand(3, 4, 4))
+    with pytest.raises(DTypeError, match="uint8"):
+        C.srgb_uint8_to_lab(torch.zeros(3, 4, 4, dtype=torch.int16))
+    with pytest.raises(DTypeError, match="float32 or float64"):
+        C.srgb_uint8_to_lab(torch.zeros(3, 4, 4, dtype=torch.uint8), dtype=torch.float16)
+    with pytest.raises(ShapeError, match="channels"):
+        C.srgb_uint8_to_lab(torch.zeros(4, 4, 4, dtype=torch.uint8))
+    with pytest.raises(DTypeError):
+        C.srgb_uint8_to_lab(np.zeros((3, 4, 4), dtype=np.uint8))  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------------------ bad input
 
 
@@ -246,8 +303,9 @@ def test_chunked_path_equals_one_pass_and_keeps_gradients():
     # > 2^16 pixels: without a gradient the conversion runs in cache-sized chunks
     x = torch.from_numpy(RNG.uniform(0, 1, (2, 3, 300, 300)))
     whole = C._srgb_to_lab(x, 1)
-    assert torch.equal(C.srgb_to_lab(x), whole)
-    assert torch.equal(C.lab_to_srgb(whole), C._lab_to_srgb(whole, 1))
+    # chunks apply the 3x3 matrices with mm, the whole tensor with multiply-adds: equal to rounding
+    torch.testing.assert_close(C.srgb_to_lab(x), whole, rtol=0, atol=1e-12)
+    torch.testing.assert_close(C.lab_to_srgb(whole), C._lab_to_srgb(whole, 1), rtol=0, atol=1e-14)
     xg = x.clone().requires_grad_(True)
     C.srgb_to_lab(xg).sum().backward()
     assert xg.grad is not None and torch.isfinite(xg.grad).all()
