@@ -134,8 +134,8 @@ _COS275, _SIN275 = math.cos(275 * _DEG), math.sin(275 * _DEG)
 def _unit(x: Tensor, y: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
     """(x, y) / r, and (1, 0) where r == 0 (hue 0 by convention), with finite gradients."""
     nz = _nonzero(r)
-    rs = _pick(nz, r, torch.ones_like(r))
-    return _pick(nz, x / rs, torch.ones_like(x)), y / rs * nz
+    inv = 1.0 / _pick(nz, r, torch.ones_like(r))  # one division for both components
+    return _pick(nz, x * inv, torch.ones_like(x)), y * inv * nz
 
 
 def _pow7(x: Tensor) -> Tensor:
@@ -195,8 +195,10 @@ def _ciede2000(
     dhp_big = 2.0 * safe_sqrt(cc) * sin_half
 
     # ΔH'²: the plain value, with the gradient of 2 (C1'C2' - a1'a2' - b1 b2) (identical function).
-    dh2_smooth = 2.0 * (cc - dot)
-    dh2 = (dhp_big * dhp_big).detach() + (dh2_smooth - dh2_smooth.detach())
+    dh2 = dhp_big * dhp_big
+    if dh2.requires_grad:
+        dh2_smooth = 2.0 * (cc - dot)
+        dh2 = dh2.detach() + (dh2_smooth - dh2_smooth.detach())
 
     # eqs. 12-14: means. h̄' as the unit vector (cos, sin): h1' + Δh'/2 when both are chromatic,
     # h1' + h2' (the non-zero one) otherwise.
@@ -246,18 +248,21 @@ def _ciede2000(
     s_h = 1.0 + 0.015 * cp_bar * t
     r_t = -sin_2theta * r_c
 
-    tl = dlp / (k_l * s_l)
-    tc = dcp / (k_c * s_c)
-    th = dhp_big / (k_h * s_h)
+    # (k = 1, the reference conditions, skips a multiplication per term)
+    tl = dlp / (s_l if k_l == 1.0 else k_l * s_l)
+    tc = dcp / (s_c if k_c == 1.0 else k_c * s_c)
+    th = dhp_big / (s_h if k_h == 1.0 else k_h * s_h)
     # The blue-region cross term R_T ΔC' ΔH': ΔH' ~ sqrt(C1'C2') and dh̄'/d(a', b) ~ 1/C', so near a
     # neutral colour its derivative grows as 1/sqrt(C') (~25x the usual size at an sRGB grey,
     # C* ~ 0.005) and would outweigh every other term of a loss. Within 1 C* unit of neutral
     # (where hue is not defined perceptually) the term keeps its exact value but passes no
     # gradient; elsewhere its gradient is exact.
     cross_term = r_t * tc * th
-    near_neutral = _below(torch.minimum(c1p, c2p), _RT_GRAD_MIN_CHROMA)
-    cross_term = _pick(near_neutral, cross_term.detach(), cross_term)
-    total = tl * tl + tc * tc + dh2 / (k_h * s_h) ** 2 + cross_term
+    if cross_term.requires_grad:
+        near_neutral = _below(torch.minimum(c1p, c2p), _RT_GRAD_MIN_CHROMA)
+        cross_term = _pick(near_neutral, cross_term.detach(), cross_term)
+    kh_sh = s_h if k_h == 1.0 else k_h * s_h
+    total = tl * tl + tc * tc + dh2 / (kh_sh * kh_sh) + cross_term
     return safe_sqrt(total).to(out_dtype)
 
 

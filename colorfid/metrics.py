@@ -855,7 +855,9 @@ def _ssim_terms(x: Tensor, y: Tensor, m: Tensor | None, g: list[float], c1: floa
         cx = x.detach().mean(dim=(-2, -1), keepdim=True)
         cy = y.detach().mean(dim=(-2, -1), keepdim=True)
         x, y = x - cx, y - cy
-        ux, uy, uxx, uyy, uxy = _blur_valid(torch.stack([x, y, x * x, y * y, x * y], dim=1), g).unbind(1)
+        # SSIM needs σx² + σy² only as a sum: blur x² + y² once (four moment maps, not five).
+        ux, uy, uss, uxy = _blur_valid(torch.stack([x, y, x * x + y * y, x * y], dim=1), g).unbind(1)
+        return _ssim_formula(ux, uy, uss - ux * ux - uy * uy, uxy - ux * uy, cx, cy, c1, c2)
     else:
         # Normalised convolution (Knutsson & Westin 1993): local moments weighted by g * m,
         # renormalised by (g * m); masked-out pixels are zeroed (so NaN there cannot leak).
@@ -871,14 +873,16 @@ def _ssim_terms(x: Tensor, y: Tensor, m: Tensor | None, g: list[float], c1: floa
         den, sx, sy, sxx, syy, sxy = _blur_valid(torch.stack([m, mx, my, mx * x, my * y, mx * y], dim=1), g).unbind(1)
         den = torch.where(den > 0, den, torch.ones((), dtype=den.dtype, device=den.device))
         ux, uy, uxx, uyy, uxy = (v / den for v in (sx, sy, sxx, syy, sxy))
-    vx = uxx - ux * ux
-    vy = uyy - uy * uy
-    vxy = uxy - ux * uy
+    return _ssim_formula(ux, uy, (uxx - ux * ux) + (uyy - uy * uy), uxy - ux * uy, cx, cy, c1, c2)
+
+
+def _ssim_formula(ux: Tensor, uy: Tensor, v_sum: Tensor, vxy: Tensor, cx: Tensor, cy: Tensor, c1: float, c2: float) -> Tensor:
+    """Wang et al. 2004, eq. 13, from the local means about (cx, cy), σx² + σy² and σxy."""
     ux, uy = ux + cx, uy + cy
     a1 = 2 * ux * uy + c1
     a2 = 2 * vxy + c2
     b1 = ux * ux + uy * uy + c1
-    b2 = vx + vy + c2
+    b2 = v_sum + c2
     return (a1 * a2) / (b1 * b2)
 
 
