@@ -421,6 +421,26 @@ def test_hue_shift_matches_colour_science_with_floor():
     assert r40["pixels"] == (m & (lt[..., 1] >= 40.0)).sum()
 
 
+def test_hue_angle_delta_matches_colour_science_and_its_conventions():
+    rng = np.random.default_rng(8)
+    lab_p = rng.uniform([0, -120, -120], [100, 120, 120], (4000, 3))
+    lab_t = rng.uniform([0, -120, -120], [100, 120, 120], (4000, 3))
+    lab_p[:4, 1:] = [[0.0, 0.0], [-30.0, 0.0], [0.0, -25.0], [5.0, 5.0]]  # grey pred: hue 0 by convention
+    lab_t[:4, 1:] = [[10.0, 10.0], [30.0, 0.0], [0.0, 25.0], [-5.0, -5.0]]  # exact opposites: +180
+    h_p = colour.Lab_to_LCHab(lab_p)[:, 2]
+    h_t = colour.Lab_to_LCHab(lab_t)[:, 2]
+    h_p[0] = 0.0  # colour-science's hue of (0, 0) is also 0; made explicit
+    ref = (h_p - h_t + 180.0) % 360.0 - 180.0
+    ref[ref == -180.0] = 180.0  # the interval is (-180, 180]
+    ours = M.hue_angle_delta(torch.from_numpy(lab_p.T), torch.from_numpy(lab_t.T), dim=0).numpy()
+    assert np.abs(ours - ref).max() <= 1e-9
+    assert ours[0] == pytest.approx(-45.0, abs=1e-12) and (ours[1:4] == 180.0).all()
+    ab = M.hue_angle_delta(torch.from_numpy(lab_p.T[1:]), torch.from_numpy(lab_t.T[1:]), dim=0)
+    assert torch.equal(ab, torch.from_numpy(ours))  # the (a*, b*) pair gives the same map
+    with pytest.raises(ShapeError, match="hue_angle_delta"):
+        M.hue_angle_delta(torch.zeros(4, 5), torch.zeros(4, 5), dim=0)
+
+
 def test_hue_shift_counts_pixels_the_prediction_greys_out():
     t = rand_img(52, 12, 12)
     grey = t.mean(dim=0, keepdim=True).expand(3, -1, -1).contiguous()
