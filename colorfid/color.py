@@ -36,6 +36,8 @@ pairs", SIGGRAPH 1978 (HSV).
 from __future__ import annotations
 
 import math
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -504,20 +506,31 @@ def srgb_uint8_to_lab(image: Tensor, *, dim: int = -3, dtype: torch.dtype = torc
         else:
             src = image.contiguous().view(n_lead, 3, n_pix)
             blocks = [(src[i], dst[i], False, False) for i in range(n_lead)]
+    table_np = table.numpy() if image.device.type == "cpu" and _NUMPY_TAKE else None
     for codes, target, pm_in, pm_out in blocks:
         n = codes.shape[0] if pm_in else codes.shape[1]
         for s in range(0, n, _CHUNK):
             m = min(_CHUNK, n - s)
-            if pm_in:  # de-interleave r g b r g b ... -> r.. g.. b.. (a gather: fast, unlike a transposing copy)
-                cf = codes[s : s + m].reshape(-1).index_select(0, _deinterleave(m, image.device))
+            c = codes[s : s + m].t() if pm_in else codes[:, s : s + m]  # (3, m), any strides
+            if table_np is not None:
+                # numpy's take reads the (3, m) view in place and writes it channel-first: the
+                # de-interleave and the lookup in one pass (2x torch's two index_selects on CPU)
+                lin = torch.from_numpy(np.take(table_np, c.numpy()))
             else:
-                cf = codes[:, s : s + m].reshape(-1)
-            lin = table.index_select(0, cf.to(torch.int32)).view(3, m)
+                if pm_in:  # de-interleave r g b r g b ... -> r.. g.. b.. (a gather, not a transposing copy)
+                    cf = codes[s : s + m].reshape(-1).index_select(0, _deinterleave(m, image.device))
+                else:
+                    cf = c.reshape(-1)
+                lin = table.index_select(0, cf.to(torch.int32)).view(3, m)
             if pm_out:
                 target[s : s + m].copy_(_linear_to_lab(lin, 0).t())
             else:
                 _linear_to_lab(lin, 0, out=target[:, s : s + m])
     return out
+
+
+#: CPU lookups of srgb_uint8_to_lab through numpy's take (False: the torch gathers other devices use).
+_NUMPY_TAKE = True
 
 
 def _deinterleave(m: int, device: torch.device) -> Tensor:

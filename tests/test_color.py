@@ -179,7 +179,9 @@ def test_srgb_uint8_to_lab_matches_colour_science_on_every_code():
     "layout",
     ["hwc_viewed_chw", "chw", "hwc_dim_last", "nchw", "nhwc_viewed_nchw", "transposed"],
 )
-def test_srgb_uint8_to_lab_equals_the_float_path_in_every_layout(layout):
+@pytest.mark.parametrize("numpy_take", [True, False], ids=["cpu-numpy-take", "torch-gathers"])
+def test_srgb_uint8_to_lab_equals_the_float_path_in_every_layout(layout, numpy_take, monkeypatch):
+    monkeypatch.setattr(C, "_NUMPY_TAKE", numpy_take)  # False: the path CUDA tensors take
     a = _codes(2, 190, 370, 3)  # > 2^16 pixels per image: several chunks
     t = torch.from_numpy(a)
     img, dim = {
