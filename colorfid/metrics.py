@@ -331,6 +331,21 @@ def _srgb(x: Tensor, name: str) -> Tensor:
     return x.clamp(0.0, 1.0)
 
 
+def _bad_value_counts(x: Tensor) -> tuple[int, int]:
+    """(NaN/±Inf count, count of values < 0 or > 1 -- ±Inf included, NaN not) of a prediction.
+
+    One reduction (``aminmax``) answers the common case, every value finite and in [0, 1]
+    (NaN or Inf would show in the min or max); only otherwise are the elements counted (bool
+    passes are slow on CPU). Exact either way.
+    """
+    if x.numel() == 0:
+        return 0, 0
+    lo, hi = (float(v) for v in torch.aminmax(x))
+    if 0.0 <= lo and hi <= 1.0:  # False for NaN
+        return 0, 0
+    return int((~torch.isfinite(x)).sum()), int(((x < 0) | (x > 1)).sum())
+
+
 def _sanitize(x: Tensor) -> Tensor:
     """NaN -> 0, -Inf -> 0, +Inf -> 1, then clamp to [0, 1] (how image_metrics treats a bad prediction)."""
     return torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0).clamp(0.0, 1.0)
@@ -1052,7 +1067,7 @@ def health_flags(
         sat = hsv_saturation(clean, check=False).to(acc)
         sat_t = None if target is None else hsv_saturation(target, check=False).to(acc)
         return _health(
-            int((~torch.isfinite(raw)).sum()), int(((raw < 0) | (raw > 1)).sum()), raw.numel(),
+            *_bad_value_counts(raw), raw.numel(),
             grey, colourful, float(sat.sum()), None if sat_t is None else float(sat_t.sum()), p,
         )
 
@@ -1134,8 +1149,7 @@ def image_metrics(
     with torch.no_grad():
         t_in = _srgb(target.detach(), "image_metrics: target")
         raw = pred.detach()
-        nonfinite = int((~torch.isfinite(raw)).sum())
-        out_of_range = int(((raw < 0) | (raw > 1)).sum())
+        nonfinite, out_of_range = _bad_value_counts(raw)
         clean = _sanitize(raw)  # caller's dtype; strips are converted to ``dtype`` below
         h, w = t_in.shape[-2:]
         dev = t_in.device
@@ -1167,7 +1181,7 @@ def image_metrics(
             # slow on CPU, see colorfid.color._above).
             hcf, ccf = 1.0 - _below(st, p.hc_saturation), 1.0 - _below(ct, p.hc_chroma)
             sums += torch.stack([
-                ((xs - ts) ** 2).sum(dtype=acc), vx.sum(dtype=acc), vt.sum(dtype=acc),
+                (xs - ts).square().sum(dtype=acc), vx.sum(dtype=acc), vt.sum(dtype=acc),
                 sp.sum(dtype=acc), st.sum(dtype=acc),
                 (sp * hcf).sum(dtype=acc), (st * hcf).sum(dtype=acc),
                 (cp * ccf).sum(dtype=acc), (ct * ccf).sum(dtype=acc),
@@ -1175,7 +1189,7 @@ def image_metrics(
             ])
             dh, cps, _ = _hue_delta(lp, lt, ct, hcs, p.hue_chroma_floor)
             dh_parts.append(dh)
-            cp_parts.append(cps < p.hue_chroma_floor)
+            cp_parts.append(_below(cps, p.hue_chroma_floor))  # float 0/1 (bool casts are slow)
         del xs, ts, lp, lt, sp, st, cp, ct
         n_px = h * w
         n_hc = int(hc.sum())
