@@ -36,6 +36,7 @@ pairs", SIGGRAPH 1978 (HSV).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -247,6 +248,10 @@ def _nonzero(x: Tensor) -> Tensor:
     return x.detach().abs().sign_()
 
 
+#: torch.compiler.is_compiling exists from torch 2.3 (pyproject allows 2.2: then always eager's lerp).
+_is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", lambda: False)
+
+
 def _pick(w: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """``a`` where the selector ``w`` is 1, ``b`` where it is 0 (``torch.where`` for float selectors).
 
@@ -257,7 +262,7 @@ def _pick(w: Tensor, a: Tensor, b: Tensor) -> Tensor:
     ``torch.compile`` (the fused CIEDE2000) it is a ``where`` -- the same values, and Inductor
     vectorises a select better than a lerp (17% faster fused float32 ΔE).
     """
-    if torch.compiler.is_compiling():
+    if _is_compiling():
         return torch.where(w > 0.5, a, b)
     return torch.lerp(b, a, w)
 
