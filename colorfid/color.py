@@ -297,11 +297,16 @@ _CONSTS: dict[tuple[str, torch.dtype, torch.device], Tensor] = {}
 
 
 def _const(name: str, values: list, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """A constant tensor (matrix, white, table) on ``device`` in ``dtype``, made once per key."""
+    """A constant tensor (matrix, white, table) on ``device`` in ``dtype``, made once per key.
+
+    Not cached while tracing (``torch.export`` of the fused kernels, ``torch.compile``): a tensor
+    made then is a tracer's stand-in, which eager calls after the trace must never receive."""
     key = (name, dtype, device)
     t = _CONSTS.get(key)
     if t is None:
-        t = _CONSTS[key] = torch.tensor(values, dtype=torch.float64).to(device=device, dtype=dtype)
+        t = torch.tensor(values, dtype=torch.float64).to(device=device, dtype=dtype)
+        if not _is_compiling():
+            _CONSTS[key] = t
     return t
 
 
@@ -544,7 +549,7 @@ def _deinterleave(m: int, device: torch.device) -> Tensor:
     t = _CONSTS.get(key)  # type: ignore[call-overload]
     if t is None:
         t = (torch.arange(3, device=device)[:, None] + 3 * torch.arange(m, device=device)[None, :]).reshape(-1)
-        if m == _CHUNK:
+        if m == _CHUNK and not _is_compiling():
             _CONSTS[key] = t  # type: ignore[index]
     return t
 

@@ -29,6 +29,7 @@ __all__ = [
     "StressSetError",
     "MissingDependencyError",
     "TrainingError",
+    "KernelError",
 ]
 
 
@@ -94,6 +95,10 @@ class MissingDependencyError(ColorfidError, ImportError):
 
 class TrainingError(ColorfidError, RuntimeError):
     """Training cannot continue (e.g. too many non-finite steps in a row)."""
+
+
+class KernelError(ColorfidError, RuntimeError):
+    """A fused kernel could not be built (old torch, no C++ compiler) or failed its self-check."""
 
 
 def exit_status(prog: str, exc: ColorfidError, stream: TextIO | None = None) -> int:

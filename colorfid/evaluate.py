@@ -820,6 +820,8 @@ def evaluate(
         "overlap": overlap if tile else None,
         "source": source.kind,
         "cache_key": cache.folder.name if cache.enabled else None,
+        # "fused" (the kernels of `colorfid kernels build`) or "eager": equal to float rounding.
+        "metric_kernels": _metrics.metric_kernels(metric_dtype, "cpu"),
     }
     out_sets: dict[str, dict[str, Any]] = {}
     timing = {"read_s": 0.0, "inference_s": 0.0, "cache_write_s": 0.0, "metrics_s": 0.0, "cache_hits": 0, "cache_misses": 0}

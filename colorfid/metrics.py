@@ -41,7 +41,7 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Callable, Literal, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -61,9 +61,9 @@ from .color import (
     safe_hypot,
     srgb_to_lab,
 )
-from . import _heap
-from .difference import delta_e_76, delta_e_94, delta_e_2000
-from .errors import ConfigError, DTypeError, RangeError, ShapeError, UnknownNameError, UsageError
+from . import _aot, _heap
+from .difference import _ciede2000, delta_e_76, delta_e_94, delta_e_2000
+from .errors import ConfigError, DTypeError, KernelError, RangeError, ShapeError, UnknownNameError, UsageError
 
 __all__ = [
     "METRICS_VERSION",
@@ -381,12 +381,13 @@ def _select(values: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]
 def _order_stats(v: Tensor, idx: Sequence[int]) -> dict[int, float]:
     """The order statistics ``sorted(v)[i]`` for ``i`` in ``idx`` (v flat, no NaN).
 
-    On CPU through numpy's sort, which is vectorised (x86-simd-sort): ~20x ``torch.sort`` and
-    ~3x one ``torch.kthvalue`` at 50k values. Elsewhere ``torch.sort`` on the tensor's device.
+    On CPU through numpy's ``partition`` at exactly those positions (introselect; each picked
+    element is the one a full sort would put there): ~3x numpy's vectorised sort and ~60x
+    ``torch.sort`` at 50k values. Elsewhere ``torch.sort`` on the tensor's device.
     """
     idx = list(idx)
     if v.device.type == "cpu":
-        s = np.sort(v.numpy())
+        s = np.partition(v.numpy(), idx)
         return {i: float(s[i]) for i in idx}
     picked = torch.sort(v).values[torch.tensor(idx, device=v.device)].tolist()
     return dict(zip(idx, picked))
@@ -901,24 +902,39 @@ def _ssim_formula(ux: Tensor, uy: Tensor, v_sum: Tensor, vxy: Tensor, cx: Tensor
     return (a1 * a2) / (b1 * b2)
 
 
-#: Pixels per strip of rows in :func:`image_metrics` (bounds the Lab / ΔE temporaries).
-_STRIP_PIXELS = 1 << 18
-
 #: Output pixels (per plane) per strip of rows in :func:`ssim`: the five moment planes of a strip
 #: stay cache-resident (3.5x faster than whole-image passes at 1 MP) and memory stays bounded.
 _SSIM_STRIP = 1 << 14
 
 
 def _ssim_planes(
-    x: Tensor, y: Tensor, m: Tensor | None, win_size: int, sigma: float, c1: float, c2: float, work: torch.dtype
+    x: Tensor, y: Tensor, m: Tensor | None, win_size: int, sigma: float, c1: float, c2: float, work: torch.dtype,
+    kernel: Callable[..., list[Tensor]] | None = None,
 ) -> Tensor:
-    """Mean SSIM of each plane (P, H, W), in strips of output rows, each strip converted to ``work``."""
+    """Mean SSIM of each plane (P, H, W), in strips of output rows, each strip converted to ``work``.
+
+    ``kernel``: the fused :func:`_ssim_strip_sums` (``_SSIM_KERNEL``, unmasked three-plane
+    float64 strips of ``_SSIM_KERNEL_ROWS`` output rows, 11-tap sigma-1.5 window, width >= 12);
+    the caller checks those conditions (:func:`_metric_kernels`).
+    """
     h, w = x.shape[-2:]
     g = _gaussian_window(win_size, sigma)
     r = win_size // 2
     h_out = h - 2 * r
     num = torch.zeros(x.shape[0], dtype=work, device=x.device)
     den = torch.zeros_like(num)
+    if kernel is not None:
+        rows = _SSIM_KERNEL_ROWS
+        consts = [c1, c2, 0.0]
+        for r0 in range(0, h_out, rows):
+            r1 = min(r0 + rows, h_out)
+            xs, ys = x[:, r0 : r1 + 2 * r].to(work), y[:, r0 : r1 + 2 * r].to(work)
+            if r1 - r0 < rows:  # the last strip: zero rows below, excluded by the row count
+                xs, ys = (torch.nn.functional.pad(v, (0, 0, 0, rows - (r1 - r0))) for v in (xs, ys))
+            consts[2] = float(r1 - r0)
+            num = num + kernel(xs.contiguous(), ys.contiguous(), torch.tensor(consts, dtype=work))[0]
+            den = den + (r1 - r0) * (w - 2 * r)
+        return num / den
     zero = torch.zeros((), dtype=work, device=x.device)
     rows = max(1, _SSIM_STRIP // max(w, 1))
     for r0 in range(0, h_out, rows):  # output rows r0..r1 need input rows r0..r1 + 2r
@@ -1067,8 +1083,10 @@ def health_flags(
         sat = hsv_saturation(clean, check=False).to(acc)
         sat_t = None if target is None else hsv_saturation(target, check=False).to(acc)
         return _health(
-            *_bad_value_counts(raw), raw.numel(),
-            grey, colourful, float(sat.sum()), None if sat_t is None else float(sat_t.sum()), p,
+            *_bad_value_counts(raw), raw.numel(), grey.numel(), int(grey.sum()),
+            None if colourful is None else int(colourful.sum()),
+            None if colourful is None else int((grey & colourful).sum()),
+            float(sat.sum()), None if sat_t is None else float(sat_t.sum()), p,
         )
 
 
@@ -1076,24 +1094,26 @@ def _health(
     nonfinite: int,
     out_of_range: int,
     total: int,
-    grey: Tensor,
-    colourful: Tensor | None,
+    n: int,
+    grey_count: float,
+    colourful_count: float | None,
+    grey_colourful_count: float | None,
     sat_sum: float,
     target_sat_sum: float | None,
     p: MetricProtocol,
 ) -> dict[str, float | int | str]:
-    """Assemble the health flags from their ingredients (counts, the prediction's grey map,
-    the target's non-grey map, sums of HSV saturation)."""
-    n = grey.numel()
-    grey_fraction = int(grey.sum()) / n if n else _NAN
+    """Assemble the health flags from their ingredients: bad-value counts over ``total`` values,
+    ``n`` pixels of which ``grey_count`` are grey in the prediction, ``colourful_count`` are not
+    grey in the target (None: no target) and ``grey_colourful_count`` both; HSV saturation sums."""
+    grey_fraction = grey_count / n if n else _NAN
     out: dict[str, float | int | str] = {
         "out_of_range_frac": out_of_range / total if total else _NAN,
         "nonfinite_count": nonfinite,
         "grey_fraction": grey_fraction,
     }
-    if colourful is not None:
-        k = int(colourful.sum())
-        out["grey_collapse"] = int((grey & colourful).sum()) / k if k else _NAN
+    if colourful_count is not None:
+        k = colourful_count
+        out["grey_collapse"] = grey_colourful_count / k if k else _NAN  # type: ignore[operator]
     else:
         out["grey_collapse"] = grey_fraction
     mean_sat = sat_sum / n if n else _NAN
@@ -1108,6 +1128,153 @@ def _health(
 # The flat per-image metric dict
 # ----------------------------------------------------------------------------------------------
 
+#: Pixels per strip of the eager per-pixel pass of :func:`image_metrics`: temporaries of
+#: 512 KiB (float64) stay cache-resident and memory stays bounded.
+_STRIP_PIXELS = 1 << 16
+#: Pixels per call of the fused per-pixel kernel (its one static shape; the last chunk is padded).
+_PIXEL_CHUNK = 1 << 15
+#: Output rows per call of the fused SSIM kernel (its width is dynamic, >= 12).
+_SSIM_KERNEL_ROWS = 32
+_PIXEL_KERNEL = "metrics_pixels_f64"
+_SSIM_KERNEL = "metrics_ssim11_f64"
+_N_SUMS = 14
+
+
+def _pixel_terms(
+    x: Tensor, t: Tensor, thr: Sequence[Any], valid: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The per-pixel work of :func:`image_metrics` on ``(3, N)`` strips: the sanitised
+    prediction ``x`` and the target ``t`` (sRGB in [0, 1], one float dtype).
+
+    ``thr`` = (hc_saturation, grey_tolerance, hc_chroma, hue_chroma_floor) as floats (eager) or
+    0-d tensors (the fused kernel, so one build serves every protocol). ``valid`` (float 0/1 per
+    pixel, or None for all) excludes padding from the counts; padded pixels are zeros in both
+    images, whose values add exactly 0 to the value sums.
+
+    Returns, per pixel: ΔE00, the high-chroma selector (GT HSV S >= hc_saturation), the hue
+    selector (high chroma and GT C*ab >= floor), Δh (:func:`hue_angle_delta`, degrees) and the
+    prediction-under-the-floor selector (C*ab < floor); and the 14 sums, in the accumulation
+    dtype: squared error, V pred, V GT, S pred, S GT, S pred and S GT over high chroma, C* pred
+    and C* GT over GT C* >= hc_chroma, that count, the high-chroma count, grey pixels of the
+    prediction (channel spread <= tolerance), non-grey pixels of the GT, and both. Selectors
+    are float 0/1 (see :func:`colorfid.color._above`).
+
+    This one function is both the eager path and the trace of the fused kernel.
+    """
+    hc_s, tol, hc_c, floor = thr
+    acc = _acc_dtype(x.device)
+    sp, st = hsv_saturation(x, dim=0, check=False), hsv_saturation(t, dim=0, check=False)
+    vx, vt = x.amax(dim=0), t.amax(dim=0)
+    grey = 1.0 - _above(vx - x.amin(dim=0), tol)
+    colourful = _above(vt - t.amin(dim=0), tol)
+    hc = 1.0 - _below(st, hc_s)
+    lp, lt = srgb_to_lab(x, dim=0, check=False), srgb_to_lab(t, dim=0, check=False)
+    de = _ciede2000(*lp.unbind(0), *lt.unbind(0), 1.0, 1.0, 1.0)
+    cp, ct = safe_hypot(lp[1], lp[2]), safe_hypot(lt[1], lt[2])
+    ccf = 1.0 - _below(ct, hc_c)
+    hue_sel = hc * (1.0 - _below(ct, floor))
+    dh = hue_angle_delta(lp, lt, dim=0)
+    pred_low = _below(cp, floor)
+    if valid is not None:
+        hc, hue_sel, ccf, grey, colourful = (v * valid for v in (hc, hue_sel, ccf, grey, colourful))
+    sums = torch.stack([
+        (x - t).square().sum(dtype=acc), vx.sum(dtype=acc), vt.sum(dtype=acc),
+        sp.sum(dtype=acc), st.sum(dtype=acc), (sp * hc).sum(dtype=acc), (st * hc).sum(dtype=acc),
+        (cp * ccf).sum(dtype=acc), (ct * ccf).sum(dtype=acc), ccf.sum(dtype=acc), hc.sum(dtype=acc),
+        grey.sum(dtype=acc), colourful.sum(dtype=acc), (grey * colourful).sum(dtype=acc),
+    ])
+    return de, hc, hue_sel, dh, pred_low, sums
+
+
+class _PixelKernel(torch.nn.Module):
+    """Traced into the fused kernel: ``x``, ``t`` (3, _PIXEL_CHUNK) float64; ``thr`` (5,) float64 =
+    the four thresholds of :func:`_pixel_terms` and the number of valid (unpadded) pixels."""
+
+    def forward(self, x: Tensor, t: Tensor, thr: Tensor) -> tuple[Tensor, ...]:
+        hc_s, tol, hc_c, floor, n = thr.unbind(0)
+        valid = _below(torch.arange(x.shape[-1], dtype=x.dtype, device=x.device), n)
+        return _pixel_terms(x, t, (hc_s, tol, hc_c, floor), valid)
+
+
+#: The 11-tap sigma-1.5 window as Python floats, computed eagerly once (a trace sees constants).
+_G11 = _gaussian_window(11, 1.5)
+
+
+def _ssim_strip_sums(x: Tensor, y: Tensor, consts: Tensor) -> Tensor:
+    """Per-plane sums of the SSIM map (:func:`_ssim_terms`, 11-tap sigma-1.5 window) over the
+    first ``consts[2]`` output rows of a strip (P, rows + 10, W); ``consts[:2]`` = (C1, C2)."""
+    c1, c2, n = consts.unbind(0)
+    s = _ssim_terms(x, y, None, _G11, c1, c2)  # type: ignore[arg-type]
+    rows = _below(torch.arange(s.shape[-2], dtype=s.dtype, device=s.device), n)
+    return (s.sum(dim=-1) * rows).sum(dim=-1)
+
+
+class _SsimKernel(torch.nn.Module):
+    def forward(self, x: Tensor, y: Tensor, consts: Tensor) -> Tensor:
+        return _ssim_strip_sums(x, y, consts)
+
+
+def _make_pixel_kernel() -> tuple[torch.nn.Module, tuple[Tensor, ...], Any]:
+    g = torch.Generator().manual_seed(0)
+    n = _PIXEL_CHUNK
+    x = torch.rand(3, n, dtype=torch.float64, generator=g)
+    t = torch.rand(3, n, dtype=torch.float64, generator=g)
+    x[:, :64] = x[:, 64:128].mean(dim=0)  # greys, for the grey and zero-chroma branches
+    thr = torch.tensor([0.5, 0.02, 40.0, 10.0, n - 100], dtype=torch.float64)
+    return _PixelKernel(), (x, t, thr), None
+
+
+def _make_ssim_kernel() -> tuple[torch.nn.Module, tuple[Tensor, ...], Any]:
+    g = torch.Generator().manual_seed(0)
+    shape = (3, _SSIM_KERNEL_ROWS + 10, 97)
+    x = torch.rand(shape, dtype=torch.float64, generator=g)
+    y = (x + 0.2 * torch.rand(shape, dtype=torch.float64, generator=g)).clamp(0.0, 1.0)
+    consts = torch.tensor([0.01**2, 0.03**2, _SSIM_KERNEL_ROWS - 7], dtype=torch.float64)
+    w = torch.export.Dim("width", min=12, max=1 << 20)
+    return _SsimKernel(), (x, y, consts), ({2: w}, {2: w}, None)
+
+
+_SOURCES = ("colorfid.color", "colorfid.difference", "colorfid.metrics")
+_aot.register(_aot.KernelSpec(
+    _PIXEL_KERNEL, "image_metrics per-pixel pass: Lab, CIEDE2000, HSV, chroma, hue, masks, sums; float64",
+    _make_pixel_kernel, _SOURCES, {"chunk": _PIXEL_CHUNK},
+))
+_aot.register(_aot.KernelSpec(
+    _SSIM_KERNEL, "image_metrics SSIM strips (11-tap Gaussian, sigma 1.5); float64",
+    _make_ssim_kernel, _SOURCES, {"rows": _SSIM_KERNEL_ROWS},
+))
+
+
+def _metric_kernels(
+    fused: bool | None, dtype: torch.dtype, device: torch.device
+) -> tuple[Callable[..., list[Tensor]] | None, Callable[..., list[Tensor]] | None]:
+    """(per-pixel kernel, SSIM kernel) for :func:`image_metrics`, or (None, None) for eager."""
+    if fused is False:
+        return None, None
+    if dtype == torch.float64 and device.type == "cpu":
+        px, ss = _aot.get(_PIXEL_KERNEL), _aot.get(_SSIM_KERNEL)
+        if px is not None and ss is not None:
+            return px, ss
+    if fused:
+        ok, why = _aot.supported()
+        if dtype != torch.float64 or device.type != "cpu":
+            reason = f"the fused kernels serve float64 on CPU, not {str(dtype).replace('torch.', '')} on {device.type}"
+        elif not _aot.enabled():
+            reason = "the fused kernels are disabled (COLORFID_KERNELS=0)"
+        elif not ok:
+            reason = why
+        else:
+            reason = f"the fused kernels are not built in {_aot.kernel_dir()}: run `colorfid kernels build`"
+        raise KernelError(f"image_metrics(fused=True): {reason}")
+    return None, None
+
+
+def metric_kernels(dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu") -> str:
+    """Which path :func:`image_metrics` takes by default for ``dtype`` on ``device``: ``"fused"``
+    (the kernels of ``colorfid kernels build`` are built for this machine) or ``"eager"``."""
+    px, _ = _metric_kernels(None, dtype, torch.device(device))
+    return "eager" if px is None else "fused"
+
 
 def image_metrics(
     pred: Tensor,
@@ -1115,7 +1282,7 @@ def image_metrics(
     *,
     protocol: MetricProtocol | None = None,
     dtype: torch.dtype = torch.float64,
-    fused: bool = False,
+    fused: bool | None = None,
 ) -> dict[str, float]:
     """Every registered metric (:data:`METRICS`, in that order) of one prediction against its GT.
 
@@ -1136,10 +1303,16 @@ def image_metrics(
     * ``sat_ratio`` and ``sat_ratio_hc`` use HSV S; ``brightness_ratio`` uses HSV V; ``psnr`` is over
       RGB with data range 1; ``ssim`` as :func:`ssim`.
 
-    Computed in ``dtype`` (float64, the reference precision, by default; ``fused`` is passed to
-    :func:`colorfid.difference.delta_e_2000`). Not differentiable. Per-pixel work runs in strips
-    of rows converted to ``dtype`` on the fly, so the working set stays near 75 bytes per pixel
-    in float64 (12 MP: ~0.9 GiB above the inputs; ~30 s on one CPU core, ~2 s per MP).
+    Computed in ``dtype`` (float64, the reference precision, by default). Not differentiable.
+    The per-pixel work (:func:`_pixel_terms`) runs in strips of pixels converted to ``dtype`` on
+    the fly, so the working set stays near 60 bytes per pixel in float64 (12 MP: ~0.7 GiB above
+    the inputs).
+
+    ``fused``: None (default) takes the fused CPU kernels when ``colorfid kernels build`` has
+    built them for this machine (float64 on CPU; see :mod:`colorfid._aot`), else the eager path;
+    False always eager; True requires the kernels (:class:`~colorfid.errors.KernelError` if they
+    are not built). The kernels are traces of the same functions: values agree with the eager
+    path to float rounding (<= 1e-12 relative, tests/test_kernels.py), 5-7x faster on a CPU.
     """
     _heap.warm()
     p = _protocol(protocol)
@@ -1154,48 +1327,31 @@ def image_metrics(
         h, w = t_in.shape[-2:]
         dev = t_in.device
         acc = _acc_dtype(dev)
+        px_kernel, ssim_kernel = _metric_kernels(fused, dtype, dev)
 
-        # Per-pixel work in strips of rows converted to ``dtype`` (bounded temporaries): only the
-        # ΔE map, a few boolean maps and the hue differences are kept; the ratios are sums.
-        de = torch.empty((h, w), dtype=dtype, device=dev)
-        hc = torch.empty((h, w), dtype=torch.bool, device=dev)
-        grey, colourful = torch.empty_like(hc), torch.empty_like(hc)
-        # sums: sq. error, V pred, V GT, S pred, S GT, S pred (hc), S GT (hc), C* pred (C* mask), C* GT (C* mask), n (C* mask)
-        sums = torch.zeros(10, dtype=acc, device=dev)
-        dh_parts: list[Tensor] = []
-        cp_parts: list[Tensor] = []
-        rows = max(1, _STRIP_PIXELS // max(w, 1))
-        for r0 in range(0, h, rows):
-            r1 = min(h, r0 + rows)
-            xs, ts = clean[:, r0:r1].to(dtype), t_in[:, r0:r1].to(dtype)
-            sp, st = hsv_saturation(xs, check=False), hsv_saturation(ts, check=False)
-            hcs = st >= p.hc_saturation
-            hc[r0:r1] = hcs
-            vx, vt = xs.amax(dim=-3), ts.amax(dim=-3)
-            grey[r0:r1] = (vx - xs.amin(dim=-3)) <= p.grey_tolerance
-            colourful[r0:r1] = (vt - ts.amin(dim=-3)) > p.grey_tolerance
-            lp, lt = srgb_to_lab(xs, check=False), srgb_to_lab(ts, check=False)
-            de[r0:r1] = delta_e_2000(lp, lt, fused=fused)
-            cp, ct = chroma(lp), chroma(lt)
-            # Masked sums with float 0/1 selectors (x * 1 and x * 0 are exact; bool ``where`` is
-            # slow on CPU, see colorfid.color._above).
-            hcf, ccf = 1.0 - _below(st, p.hc_saturation), 1.0 - _below(ct, p.hc_chroma)
-            sums += torch.stack([
-                (xs - ts).square().sum(dtype=acc), vx.sum(dtype=acc), vt.sum(dtype=acc),
-                sp.sum(dtype=acc), st.sum(dtype=acc),
-                (sp * hcf).sum(dtype=acc), (st * hcf).sum(dtype=acc),
-                (cp * ccf).sum(dtype=acc), (ct * ccf).sum(dtype=acc),
-                ccf.sum(dtype=acc),
-            ])
-            dh, cps, _ = _hue_delta(lp, lt, ct, hcs, p.hue_chroma_floor)
-            dh_parts.append(dh)
-            cp_parts.append(_below(cps, p.hue_chroma_floor))  # float 0/1 (bool casts are slow)
-        del xs, ts, lp, lt, sp, st, cp, ct
+        # Per-pixel maps kept: ΔE, the selectors and Δh; the ratios and counts are sums.
         n_px = h * w
-        n_hc = int(hc.sum())
+        xf, tf = clean.reshape(3, n_px), t_in.reshape(3, n_px)
+        de, hc, hue_sel, dh, pred_low = (torch.empty(n_px, dtype=dtype, device=dev) for _ in range(5))
+        sums = torch.zeros(_N_SUMS, dtype=acc, device=dev)
+        thr = (p.hc_saturation, p.grey_tolerance, p.hc_chroma, p.hue_chroma_floor)
+        step = _PIXEL_CHUNK if px_kernel is not None else _STRIP_PIXELS
+        for s in range(0, n_px, step):
+            e = min(n_px, s + step)
+            xs, ts = xf[:, s:e].to(dtype), tf[:, s:e].to(dtype)
+            if px_kernel is not None:
+                if e - s < step:  # the last chunk: zero pixels after it, excluded by the count
+                    xs, ts = (torch.nn.functional.pad(v, (0, step - (e - s))) for v in (xs, ts))
+                outs = px_kernel(xs.contiguous(), ts.contiguous(), torch.tensor([*thr, e - s], dtype=dtype))
+            else:
+                outs = _pixel_terms(xs, ts, thr)
+            for buf, o in zip((de, hc, hue_sel, dh, pred_low), outs):
+                buf[s:e] = o[: e - s]
+            sums += outs[5]
+        del xs, ts, outs
         sv = sums.tolist()
-        health = _health(nonfinite, out_of_range, raw.numel(), grey, colourful, sv[3], sv[4], p)
-        del grey, colourful
+        n_hc = int(sv[10])
+        health = _health(nonfinite, out_of_range, raw.numel(), n_px, sv[11], sv[12], sv[13], sv[3], sv[4], p)
 
         def mean(total: float, n: float) -> float:
             return total / n if n else _NAN
@@ -1203,13 +1359,14 @@ def image_metrics(
         psnr_value = float(_psnr_from_mse(sums[0] / (3 * n_px), 1.0))
         ssim_value = _NAN
         if min(h, w) >= 11:
-            ssim_value = float(_ssim_planes(clean, t_in, None, 11, 1.5, 0.01**2, 0.03**2, dtype).mean())
+            use = ssim_kernel if w >= 12 else None
+            ssim_value = float(_ssim_planes(clean, t_in, None, 11, 1.5, 0.01**2, 0.03**2, dtype, use).mean())
         del clean, t_in
 
         de_all = summarize(de)
-        de_hc = summarize(de, hc)
-        del de
-        hue = _hue_stats(torch.cat(dh_parts), torch.cat(cp_parts), None, n_hc)
+        de_hc = summarize(de, hc > 0.5)
+        sel = hue_sel > 0.5
+        hue = _hue_stats(dh[sel], pred_low[sel], None, n_hc)
 
         out = {
             "de00_mean": de_all["mean"],

@@ -691,9 +691,18 @@ def test_image_metrics_identity():
 
 @pytest.mark.parametrize("strip", [1 << 20, 50])
 def test_image_metrics_matches_oracles(strip, monkeypatch):
-    monkeypatch.setattr(M, "_STRIP_PIXELS", strip)  # 50: two rows per strip
+    monkeypatch.setattr(M, "_STRIP_PIXELS", strip)  # 50: strips of 2.3 rows
     p, t = rand_img(91, 20, 22), rand_img(92, 20, 22)
-    m = M.image_metrics(p, t)
+    m = M.image_metrics(p, t, fused=False)
+    assert_metrics_match_oracles(m, p, t)
+    m32 = M.image_metrics(p.float(), t.float(), dtype=torch.float32)
+    for k in m:
+        assert m32[k] == pytest.approx(m[k], rel=2e-3, abs=2e-3), k
+
+
+def assert_metrics_match_oracles(m: dict[str, float], p: torch.Tensor, t: torch.Tensor) -> None:
+    """image_metrics' values of (p, t) against colour-science, scikit-image and numpy
+    (tests/test_kernels.py runs it on the fused path)."""
     de = colour.delta_E(colour_lab(p), colour_lab(t), method="CIE 2000")
     np.testing.assert_allclose(
         [m["de00_mean"], m["de00_median"], m["de00_p95"], m["de00_p99"], m["de00_max"]],
@@ -713,9 +722,11 @@ def test_image_metrics_matches_oracles(strip, monkeypatch):
     assert m["brightness_ratio"] == pytest.approx(hwc(p).max(-1).mean() / hwc(t).max(-1).mean(), rel=1e-12)
     assert m["psnr"] == pytest.approx(peak_signal_noise_ratio(hwc(t), hwc(p), data_range=1.0), rel=1e-12)
     assert m["ssim"] == pytest.approx(structural_similarity(hwc(p), hwc(t), channel_axis=-1, **SSIM_KW), abs=1e-12)
-    m32 = M.image_metrics(p.float(), t.float(), dtype=torch.float32)
-    for k in m:
-        assert m32[k] == pytest.approx(m[k], rel=2e-3, abs=2e-3), k
+    assert m["mean_saturation"] == pytest.approx(sp.mean(), rel=1e-12)
+    spread_p, spread_t = np.ptp(hwc(p), axis=-1), np.ptp(hwc(t), axis=-1)
+    colourful = spread_t > 0.02
+    want = ((spread_p <= 0.02) & colourful).sum() / colourful.sum() if colourful.any() else float("nan")
+    assert same(m["grey_collapse"], float(want)) or m["grey_collapse"] == pytest.approx(want, rel=1e-12)
 
 
 def test_image_metrics_bad_prediction_is_reported_not_raised():
