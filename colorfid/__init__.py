@@ -5,7 +5,8 @@ The public API is re-exported here. Names are resolved lazily (PEP 562): ``impor
 costs nothing until a name is used, which keeps the pytest plugin (loaded by every pytest run
 of a user who has colorfid installed) inert and instant.
 
-Rooms (lower never import higher): ``errors`` < ``color`` < ``difference`` < ``metrics`` <
+Rooms (lower never import higher): ``errors`` < ``_aot`` (fused kernels) < ``color`` <
+``difference`` < ``metrics`` <
 ``losses``/``testing`` < ``io`` < ``models`` < ``stress`` < ``evaluate`` < ``gate`` < ``report``
 < ``pytest_plugin``/``train`` < ``cli``.
 """

@@ -18,7 +18,7 @@ How it is used
 * Rooms register a :class:`KernelSpec` at import (``colorfid.metrics`` registers its two).
 * ``colorfid kernels build`` (or :func:`build`) compiles every registered kernel into the kernel
   folder, each checked against the eager function on its example inputs before it is kept
-  (a C++ compiler is needed; ~2 minutes on 2 cores, once per machine and colorfid/torch version).
+  (a C++ compiler is needed; ~100 s on 2 cores, once per machine and colorfid/torch version).
 * :func:`get` returns a loaded kernel, or ``None`` when it is not built, is stale, is disabled or
   cannot be loaded (then a :class:`~colorfid.errors.ColorfidWarning` says why, once): callers
   fall back to the eager path, which stays the exact reference.

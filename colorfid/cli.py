@@ -224,7 +224,7 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
         import torch
 
         print(f"colorfid kernels: building into {_aot.kernel_dir()} (torch {torch.__version__}; "
-              "once per machine and version, ~2 minutes on 2 cores; needs a C++ compiler)", flush=True)
+              "once per machine and version, ~100 s on 2 cores; needs a C++ compiler)", flush=True)
         done = _aot.build(args.names or None, force=args.force, log=lambda line: print(line, flush=True))
         built = sum(r["status"] == "built" for r in done)
         print(f"colorfid kernels: {built} built, {len(done) - built} already present")
@@ -248,10 +248,10 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
 def _add_kernels(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "kernels",
-        help="build / show / clear the fused CPU kernels of the metrics (optional, ~5x faster gate runs)",
+        help="build / show / clear the fused CPU kernels of the metrics (optional; metrics ~2x faster)",
         description="colorfid's per-image metrics run as eager PyTorch by default. `colorfid kernels build` "
         "compiles the same functions once per machine with AOTInductor (torch.export; needs a C++ "
-        "compiler, ~2 minutes on 2 cores) into $COLORFID_KERNEL_DIR (default ~/.cache/colorfid/kernels); "
+        "compiler, ~100 s on 2 cores) into $COLORFID_KERNEL_DIR (default ~/.cache/colorfid/kernels); "
         "image_metrics, evaluate, `colorfid eval` and the pytest plugin then use them automatically "
         "(float64 on CPU; COLORFID_KERNELS=0 turns them off). Each kernel is checked against the eager "
         "path before it is kept.",

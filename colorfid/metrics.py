@@ -1312,7 +1312,8 @@ def image_metrics(
     built them for this machine (float64 on CPU; see :mod:`colorfid._aot`), else the eager path;
     False always eager; True requires the kernels (:class:`~colorfid.errors.KernelError` if they
     are not built). The kernels are traces of the same functions: values agree with the eager
-    path to float rounding (<= 1e-12 relative, tests/test_kernels.py), 5-7x faster on a CPU.
+    path to float rounding (<= 1e-12 relative, tests/test_kernels.py); their two passes are 4-7x
+    faster than the eager ones, ``image_metrics`` as a whole ~2x (``python bench/bench_eval.py``).
     """
     _heap.warm()
     p = _protocol(protocol)
