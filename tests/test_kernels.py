@@ -12,7 +12,6 @@ import fcntl
 import math
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
