@@ -50,7 +50,10 @@ from torch import Tensor
 from ._version import __version__
 from .errors import ColorfidWarning, KernelError, UnknownNameError
 
-__all__ = ["KernelSpec", "register", "registered", "kernel_dir", "enabled", "supported", "get", "build", "status", "clear"]
+__all__ = [
+    "KernelSpec", "register", "registered", "kernel_dir", "path_of", "enabled", "supported", "get", "build",
+    "status", "clear", "describe",
+]
 
 _SUFFIX = ".pt2"
 
@@ -168,10 +171,9 @@ def get(name: str) -> _Kernel | None:
     """The built kernel ``name`` for this machine, loaded once per process, or None (not built,
     stale after an upgrade, ``COLORFID_KERNELS=0``, unsupported torch, or unloadable -- the last
     with a warning naming the file)."""
-    spec = _spec(name)
+    path = path_of(name)
     if not enabled() or _loader_class() is None:
         return None
-    path = kernel_dir() / f"{spec.name}-{_key(spec)}{_SUFFIX}"
     with _LOCK:
         if path in _LOADED:
             return _LOADED[path]
