@@ -18,21 +18,29 @@ Sources
 
 Numerical notes on CIEDE2000
 ----------------------------
-* The hue difference Δh' is taken from ``atan2(a1' b2 - b1 a2', a1' a2' + b1 b2)`` rather than
-  from the difference of two rounded angles, so the branch at |h1' - h2'| = 180° (where the
-  formula is discontinuous) is decided from an exact sign: opposite hues give a cross product
-  of exactly 0 and fall in Sharma's "<= 180°" branch (eq. 10) in float32 as in float64 (pair 14,
-  which a naive float32 implementation misses by 0.058). The mean hue h̄' (eq. 14) is carried as
-  a unit vector, h1' rotated by Δh'/2, which equals Sharma's branch formula in every case; T and
-  h̄' - 275° are evaluated from it without ever rounding an absolute angle (see _ciede2000).
-* Gradients: square roots, ``atan2`` and the final norm are "double-where" guarded (gradient 0
+* No absolute hue angle is ever rounded. The hue difference comes from the cross and dot
+  products of the two (a', b) vectors: ΔH'² = 2 (C1'C2' - a1'a2' - b1b2), evaluated as
+  2 X² / (C1'C2' + a1'a2' + b1b2) for |Δh'| <= 90° (X the cross product, itself formed from
+  Δa, Δb, so without cancellation), and the sign of Δh' is the sign of X. The branch at
+  |h1' - h2'| = 180° (where the formula is discontinuous) is therefore decided from an exact
+  sign: opposite hues give X = 0 exactly and fall in Sharma's "<= 180°" branch (eq. 10) in
+  float32 as in float64 (pair 14, which a naive float32 implementation misses by 0.058). The
+  mean hue h̄' (eq. 14) is the unit bisector of the two hue directions (Sharma's branch rules
+  select exactly the bisector of the shorter arc); T (eq. 15) is a polynomial in it, and only
+  h̄' - 275° (eq. 16) is an angle, taken near its own zero (see _ciede2000).
+* float32 inputs are computed in mixed precision (float64 where ΔE inherits the rounding with
+  weight ~1, float32 for G, R_T and S_L's root) and rounded once: within 3e-5 of the float64
+  result on the same inputs, ~3e-7 relative (tests/test_difference.py). Subnormal float32
+  intermediates, which cost a CPU ~100x, are kept out by clamps invisible at float32 precision.
+* Gradients: square roots, divisions and the final norm are "double-where" guarded (gradient 0
   at their singular points, never NaN). The squared hue term ΔH'² carries the gradient of its
   algebraically identical smooth form 2 (C1' C2' - a1' a2' - b1 b2), so a prediction with zero
   chroma still receives a gradient pushing it toward a coloured target (the plain formula has
   zero or undefined gradient there). The blue-region cross term R_T ΔC' ΔH' passes no gradient
   within 1 C* unit of neutral, where its derivative grows as 1/sqrt(C) (ΔH' ~ sqrt(C1'C2')
   times an R_T whose hue derivative is ~ 1/C).
-  The *value* is always the plain formula's; away from neutral the gradient is exact.
+  The *value* is always the plain formula's; away from neutral the gradient is exact (except that
+  ΔH' = sign(X) sqrt(ΔH'²) passes none through the cross term where the hues are exactly equal).
 * ``delta_e_2000(..., fused=True)`` evaluates the same formula through ``torch.compile`` (one
   fused kernel, fixed-size chunks, inference only); see :func:`delta_e_2000`.
 """
@@ -49,7 +57,7 @@ import torch
 from torch import Tensor
 
 from .color import (
-    _REDUCED, _above, _below, _channel_dim, _check_float, _nonzero, _pick, safe_atan2, safe_hypot, safe_sqrt,
+    _REDUCED, _above, _below, _channel_dim, _check_float, _is_compiling, _nonzero, _pick, safe_hypot, safe_sqrt,
 )
 from . import _heap
 from .errors import ColorfidWarning, ShapeError, UsageError
@@ -125,17 +133,47 @@ def delta_e_94(
     return _finish(safe_sqrt(total), dtype)
 
 
-_COS30, _SIN30 = math.cos(30 * _DEG), math.sin(30 * _DEG)
-_COS6, _SIN6 = math.cos(6 * _DEG), math.sin(6 * _DEG)
-_COS63, _SIN63 = math.cos(63 * _DEG), math.sin(63 * _DEG)
 _COS275, _SIN275 = math.cos(275 * _DEG), math.sin(275 * _DEG)
 
 
-def _unit(x: Tensor, y: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
-    """(x, y) / r, and (1, 0) where r == 0 (hue 0 by convention), with finite gradients."""
-    nz = _nonzero(r)
-    inv = 1.0 / _pick(nz, r, torch.ones_like(r))  # one division for both components
-    return _pick(nz, x * inv, torch.ones_like(x)), y * inv * nz
+def _t_coefficients() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Sharma's eq. 15, T(h) = 1 - 0.17 cos(h - 30°) + 0.24 cos 2h + 0.32 cos(3h + 6°) - 0.20 cos(4h - 63°),
+    rewritten as P(c) + s Q(c) for the unit vector (c, s) = (cos h, sin h): cos kh = T_k(c) and
+    sin kh = s U_{k-1}(c) (Chebyshev polynomials of the first and second kind), so
+    cos(kh + φ) = T_k(c) cos φ - s U_{k-1}(c) sin φ. Returns the monomial coefficients of P (degree 4)
+    and Q (degree 3), lowest first; the expansion is exact (tests/test_difference.py checks it
+    against the cosine form)."""
+    c30, s30 = math.cos(30 * _DEG), math.sin(30 * _DEG)
+    c6, s6 = math.cos(6 * _DEG), math.sin(6 * _DEG)
+    c63, s63 = math.cos(63 * _DEG), math.sin(63 * _DEG)
+    # T1 = c, T2 = 2c² - 1, T3 = 4c³ - 3c, T4 = 8c⁴ - 8c² + 1;  U0 = 1, U2 = 4c² - 1, U3 = 8c³ - 4c.
+    # -0.17 cos(h - 30°) = -0.17 (T1 cos30 + s U0 sin30);  0.24 cos 2h = 0.24 T2;
+    # 0.32 cos(3h + 6°) = 0.32 (T3 cos6 - s U2 sin6);   -0.20 cos(4h - 63°) = -0.20 (T4 cos63 + s U3 sin63).
+    p = (
+        1.0 - 0.24 + 0.20 * -c63,  # c⁰: 1, 0.24·(-1), -0.20·cos63·(+1)
+        -0.17 * c30 + 0.32 * c6 * -3.0,  # c¹
+        0.24 * 2.0 - 0.20 * c63 * -8.0,  # c²
+        0.32 * c6 * 4.0,  # c³
+        -0.20 * c63 * 8.0,  # c⁴
+    )
+    q = (
+        -0.17 * s30 - 0.32 * s6 * -1.0,  # c⁰
+        -0.20 * s63 * -4.0,  # c¹
+        -0.32 * s6 * 4.0,  # c²
+        -0.20 * s63 * 8.0,  # c³
+    )
+    return p, q
+
+
+_T_P, _T_Q = _t_coefficients()
+
+
+def _horner(x: Tensor, coefficients: tuple[float, ...]) -> Tensor:
+    """Σ coefficients[k] x^k (lowest first) by Horner's rule."""
+    y = x * coefficients[-1] + coefficients[-2]
+    for c in reversed(coefficients[:-2]):
+        y = y * x + c
+    return y
 
 
 def _pow7(x: Tensor) -> Tensor:
@@ -145,129 +183,205 @@ def _pow7(x: Tensor) -> Tensor:
     return x3 * x3 * x
 
 
+def _chroma_weight(c: Tensor) -> Tensor:
+    """sqrt(C⁷ / (C⁷ + 25⁷)) (Sharma eqs. 4 and 17), in [0, 1).
+
+    In float32, C is raised to at least 1e-4 first: C⁷ below float32's smallest normal number
+    (C < 3.4e-6) would be a subnormal, which costs a CPU ~100x an ordinary operation, and the
+    weight there (< 1.3e-19) is invisible next to 1 + G or in R_T (the float64 value is kept
+    exactly)."""
+    if c.dtype == torch.float32:
+        c = c.clamp_min(1e-4)
+    c7 = _pow7(c)
+    return safe_sqrt(c7 / (c7 + _POW25_7))
+
+
+#: atan(x) ≈ x Σ_k _ATAN_COEFFS[k] x^(2k) for x in [0, 1]: the least-squares fit of atan(x)/x as a
+#: polynomial of degree 9 in x² on 400 Chebyshev nodes of [0, 1] (numpy.linalg.lstsq); max |error|
+#: 2.1e-9 rad (tests/test_difference.py refits it and checks it against numpy.arctan).
+_ATAN_COEFFS = (
+    0.9999999990537071, -0.33333296715154503, 0.19998542266975558, -0.14264389793712043,
+    0.10953449851812065, -0.08407879224305936, 0.05804045195616442, -0.03126450651174281,
+    0.01096244311713003, -0.001804490174444423,
+)
+
+
+# Selectors for the per-pixel branches. Eager: float 0/1 weights (colorfid.color._pick explains why);
+# inside torch.compile: bool masks, which Inductor turns into vector compares and blends.
+
+
+def _gt(x: Tensor, t: float = 0.0) -> Tensor:
+    return x > t if _is_compiling() else _above(x, t)
+
+
+def _lt(x: Tensor, t: float = 0.0) -> Tensor:
+    return x < t if _is_compiling() else _below(x, t)
+
+
+def _ne0(x: Tensor) -> Tensor:
+    return x != 0 if _is_compiling() else _nonzero(x)
+
+
+def _not(m: Tensor) -> Tensor:
+    return ~m if m.dtype == torch.bool else 1.0 - m
+
+
+def _and(m: Tensor, n: Tensor) -> Tensor:
+    return m & n if m.dtype == torch.bool else m * n
+
+
+def _or(m: Tensor, n: Tensor) -> Tensor:
+    """m or n, for selectors that are never both true."""
+    return m | n if m.dtype == torch.bool else m + n
+
+
+def _sel(m: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    return torch.where(m, a, b) if m.dtype == torch.bool else _pick(m, a, b)
+
+
+def _safe(m: Tensor, x: Tensor) -> Tensor:
+    """x where m, else 1: a divisor or square-root argument that is finite on the branch not taken."""
+    return _sel(m, x, torch.ones_like(x))
+
+
+def _plus_minus(m: Tensor, like: Tensor) -> Tensor:
+    """+1 where m, -1 elsewhere."""
+    if m.dtype == torch.bool:
+        return torch.where(m, 1.0, -1.0).to(like.dtype)
+    return 2.0 * m - 1.0
+
+
+def _atan2_degrees(y: Tensor, x: Tensor) -> Tensor:
+    """atan2(y, x) in degrees, (-180, 180], by octant reduction and the polynomial _ATAN_COEFFS.
+
+    For the float32 path's Δθ only (eq. 16): within 2.1e-9 rad of atan2 plus the input
+    precision's rounding (~1e-7 rad in float32, as torch.atan2's), at a third of its cost on CPU.
+    """
+    ax, ay = x.abs(), y.abs()
+    big = torch.maximum(ax, ay)
+    r = torch.minimum(ax, ay) / _safe(_ne0(big), big)
+    a = r * _horner(r * r, _ATAN_COEFFS)
+    a = _sel(_gt(ay - ax), (0.5 * math.pi) - a, a)
+    a = _sel(_lt(x), math.pi - a, a)
+    return _sel(_lt(y), -a, a) * (1.0 / _DEG)
+
+
 def _ciede2000(
     L1: Tensor, a1: Tensor, b1: Tensor, L2: Tensor, a2: Tensor, b2: Tensor,
     k_l: float, k_c: float, k_h: float,
 ) -> Tensor:
     """CIEDE2000 on channel planes (Sharma et al. 2005, eqs. 1-22). See the module notes.
 
-    Angles are never carried as absolute degrees: Δh' comes from atan2 of the cross and dot
-    products, the mean hue h̄' as a unit vector (h1' rotated by Δh'/2, which is Sharma's eq. 14
-    in every branch), T from multiple-angle identities of that vector, and h̄' - 275° from one
-    more atan2 near its own zero. Mathematically identical to the textbook evaluation.
+    Evaluated without absolute hue angles and without cancellation: every difference is formed
+    from the input differences (Δa, Δb, ΔL), so its rounding error is relative to ΔE rather than
+    to the Lab magnitudes.
 
-    float32 inputs: the six transcendental calls (2 atan2, 2 sin, 1 cos, 1 exp) and the rotation
-    term R_T run in float32, where their cost lies; all other arithmetic runs in float64 and the
-    result is rounded once. A plain float32 evaluation accumulates ~1e-4 at ΔE ~ 150 (scikit-image's float32 path
-    does); this one stays within 3e-5 of float64 (tests/test_difference.py).
+    * ΔC' = C2' - C1' = (C2'² - C1'²) / (C1' + C2'), with C2'² - C1'² = (1+G)² Δa (a1+a2) + Δb (b1+b2).
+    * ΔH'² = 4 C1'C2' sin²(Δh'/2) = 2 (C1'C2' - a1'a2' - b1b2); with the cross product
+      X = a1'b2 - b1a2' = (1+G)(ā Δb - b̄ Δa) and D± = C1'C2' ± (a1'a2' + b1b2) this is
+      2 X² / D+ for |Δh'| <= 90° (no cancellation) and 2 D- beyond. ΔH' = sign(Δh') sqrt(ΔH'²).
+    * h̄' (eq. 14) as a unit vector: the bisector C2' (a1', b1) + C1' (a2', b2) of the two hue
+      directions for |Δh'| <= 90°, the perpendicular of C1' (a2', b2) - C2' (a1', b1) turned by
+      sign(Δh') beyond (Sharma's branch rules pick exactly the bisector of the shorter arc), the
+      sum of the two vectors when either chroma is 0 (eq. 14's "h1' + h2'" case).
+    * T (eq. 15) as a polynomial in that unit vector (_t_coefficients); only R_T's Δθ (eq. 16)
+      needs an angle, h̄' - 275°, taken as atan2 of the vector turned by -275°.
+
+    float32 inputs: G (eqs. 2-4), R_T (eqs. 16, 17, 21: one atan2, exp and sin) and S_L's square
+    root are evaluated in float32; everything that ΔE inherits with weight ~1 (C', the
+    differences, h̄', T, the three quotients and their sum) in float64; the result is rounded
+    once. float32 vs float64 on the same inputs: within 3e-5 (the issue's bar), ~3e-7 relative
+    (tests/test_difference.py). float64 and reduced-precision inputs (computed in float32) take
+    the same code.
     """
-    out_dtype = L1.dtype
-    hp = torch.float64 if out_dtype == torch.float32 else out_dtype
-    L1, a1, b1, L2, a2, b2 = (v.to(hp) for v in (L1, a1, b1, L2, a2, b2))
+    lo = L1.dtype
+    hp = torch.float64 if lo == torch.float32 else lo
+    grad = torch.is_grad_enabled() and any(v.requires_grad for v in (L1, a1, b1, L2, a2, b2))
 
-    def lowp(fn: Callable[..., Tensor], *args: Tensor) -> Tensor:
-        return fn(*(a.to(out_dtype) for a in args)).to(hp)
-
-    # eqs. 2-7: a' rescaling, C'.
+    # eqs. 2-4 in the input precision: G is common to both colours and enters as s = 1 + G.
     c_bar = 0.5 * (safe_hypot(a1, b1) + safe_hypot(a2, b2))
-    c_bar7 = _pow7(c_bar)
-    g = 0.5 * (1.0 - safe_sqrt(c_bar7 / (c_bar7 + _POW25_7)))
-    a1p = a1 * (1.0 + g)
-    a2p = a2 * (1.0 + g)
-    c1p = safe_hypot(a1p, b1)
-    c2p = safe_hypot(a2p, b2)
+    s = 1.0 + (0.5 - 0.5 * _chroma_weight(c_bar)).to(hp)
+    A1, B1, A2, B2 = (v.to(hp) for v in (a1, b1, a2, b2))
+    a1p, a2p = A1 * s, A2 * s
+    c1p = safe_hypot(a1p, B1)
+    c2p = safe_hypot(a2p, B2)
 
-    # eqs. 8-10: differences. Δh' (radians) from exact cross/dot signs.
-    dlp = L2 - L1
-    dcp = c2p - c1p
+    # eqs. 8-11 from the differences.
+    dl = L2.to(hp) - L1.to(hp)
+    da, db = A2 - A1, B2 - B1
+    num_c = s * s * da * (A1 + A2) + db * (B1 + B2)  # C2'² - C1'²
+    cross = s * (0.5 * (A1 + A2) * db - 0.5 * (B1 + B2) * da)  # a1' b2 - b1 a2', exactly antisymmetric
+    dot = a1p * a2p + B1 * B2
     cc = c1p * c2p
-    chromatic = _nonzero(cc)  # float 0/1 selectors throughout (see colorfid.color._pick)
-    cross = a1p * b2 - b1 * a2p
-    dot = a1p * a2p + b1 * b2
-    dh = lowp(safe_atan2, cross, dot)
-    # Exactly opposite hues: Sharma's "|h2' - h1'| <= 180°" branch, Δh' = h2' - h1' = ±180°,
-    # positive iff h1' < 180°, i.e. b1 > 0, or b1 = 0 with a1' > 0.
-    opposite = (1.0 - _nonzero(cross)) * _below(dot)
-    h1_low = _above(b1) + (1.0 - _nonzero(b1)) * _above(a1p)  # the two terms exclude each other
-    dh = _pick(opposite, math.pi * (2.0 * h1_low - 1.0), dh) * chromatic
-    cos_half = lowp(torch.cos, 0.5 * dh)
-    sin_half = lowp(torch.sin, 0.5 * dh)
-    dhp_big = 2.0 * safe_sqrt(cc) * sin_half
+    chromatic = _ne0(cc)
+    near = _and(chromatic, _not(_lt(dot)))  # both chromatic and |Δh'| <= 90°
+    d_near = _safe(near, cc + dot)
+    dh2 = _sel(near, 2.0 * cross * cross / d_near, 2.0 * (cc - dot))
+    dh2 = dh2 * chromatic if dh2.dtype == chromatic.dtype else torch.where(chromatic, dh2, 0.0)
+    if grad:
+        # ΔH'² keeps its value but takes the gradient of 2 (C1'C2' - a1'a2' - b1 b2), the same
+        # function in a form that is smooth at zero chroma: a neutral prediction is pushed toward
+        # a coloured target.
+        smooth = 2.0 * (cc - dot)
+        dh2 = dh2.detach() + (smooth - smooth.detach())
+    # sign(Δh'): that of the cross product; exactly opposite hues (cross = 0) follow Sharma's
+    # "|h2' - h1'| <= 180°" branch: Δh' = +180° iff h1' < 180°, i.e. b1 > 0, or b1 = 0 and a1' > 0.
+    h1_low = _or(_gt(B1), _and(_not(_ne0(B1)), _gt(A1)))
+    sign = _sel(_ne0(cross), _plus_minus(_gt(cross), cross), _plus_minus(h1_low, cross))
+    dhp = sign * safe_sqrt(dh2)
 
-    # ΔH'²: the plain value, with the gradient of 2 (C1'C2' - a1'a2' - b1 b2) (identical function).
-    dh2 = dhp_big * dhp_big
-    if dh2.requires_grad:
-        dh2_smooth = 2.0 * (cc - dot)
-        dh2 = dh2.detach() + (dh2_smooth - dh2_smooth.detach())
+    # eq. 14: h̄' as a unit vector (hc, hs).
+    px = c1p * a2p - c2p * a1p
+    py = c1p * B2 - c2p * B1
+    vx = _sel(chromatic, _sel(near, c2p * a1p + c1p * a2p, py * sign), a1p + a2p)
+    vy = _sel(chromatic, _sel(near, c2p * B1 + c1p * B2, -px * sign), B1 + B2)
+    n2 = vx * vx + vy * vy
+    has_hue = _ne0(n2)
+    inv = 1.0 / torch.sqrt(_safe(has_hue, n2))
+    hc = _sel(has_hue, vx * inv, torch.ones_like(vx))  # hue 0 when both colours are neutral
+    hs = vy * inv * has_hue if has_hue.dtype == vy.dtype else torch.where(has_hue, vy * inv, 0.0)
 
-    # eqs. 12-14: means. h̄' as the unit vector (cos, sin): h1' + Δh'/2 when both are chromatic,
-    # h1' + h2' (the non-zero one) otherwise.
-    l_bar = 0.5 * (L1 + L2)
+    # eq. 15.
+    t = _horner(hc, _T_P) + hs * _horner(hc, _T_Q)
+
+    # eqs. 16, 17, 21: R_T in the input precision. Δθ needs h̄' - 275° in [-275°, 85°).
+    u = (hc * _COS275 + hs * _SIN275).to(lo)
+    v = (hs * _COS275 - hc * _SIN275).to(lo)
+    d275 = _atan2_degrees(v, u) if lo != hp else torch.atan2(v, u) * (1.0 / _DEG)
+    d275 = _sel(_lt(d275, 85.0), d275, d275 - 360.0)
+    q = d275 * (1.0 / 25.0)
+    q2 = q * q
+    if lo == torch.float32:
+        # exp(-80) = 1.8e-35 is still a normal float32 (see _chroma_weight); beyond |h̄' - 275°| =
+        # 224°, where this bites, R_T < 4e-35.
+        q2 = q2.clamp_max(80.0)
     cp_bar = 0.5 * (c1p + c2p)
-    e1x, e1y = _unit(a1p, b1, c1p)
-    e2x, e2y = _unit(a2p, b2, c2p)
-    # (h1' + Δh'/2 and h2' - Δh'/2 are the same angle; their mean keeps ΔE exactly symmetric.)
-    hc = _pick(
-        chromatic,
-        0.5 * ((e1x * cos_half - e1y * sin_half) + (e2x * cos_half + e2y * sin_half)),
-        e1x * e2x - e1y * e2y,
-    )
-    hs = _pick(
-        chromatic,
-        0.5 * ((e1y * cos_half + e1x * sin_half) + (e2y * cos_half - e2x * sin_half)),
-        e1y * e2x + e1x * e2y,
-    )
+    r_t = (-2.0 * torch.sin((60.0 * _DEG) * torch.exp(-q2)) * _chroma_weight(cp_bar.to(lo))).to(hp)
 
-    # eq. 15: T from cos/sin of h̄', 2h̄', 3h̄', 4h̄'.
-    c2 = hc * hc - hs * hs
-    s2 = 2.0 * hc * hs
-    c3 = c2 * hc - s2 * hs
-    s3 = s2 * hc + c2 * hs
-    c4 = c2 * c2 - s2 * s2
-    s4 = 2.0 * s2 * c2
-    t = (
-        1.0
-        - 0.17 * (hc * _COS30 + hs * _SIN30)
-        + 0.24 * c2
-        + 0.32 * (c3 * _COS6 - s3 * _SIN6)
-        - 0.20 * (c4 * _COS63 + s4 * _SIN63)
-    )
-    # eq. 16: Δθ needs h̄' - 275° in [-275°, 85°): an atan2 of h̄' rotated by -275°.
-    # R_T (eqs. 16-17, 21) runs in the input precision: it scales the small cross term only, so
-    # float32 there costs < 3e-7 relative in ΔE (tested) and saves ~12 % of the float32 time.
-    hcl, hsl, cpl = (v.to(out_dtype) for v in (hc, hs, cp_bar))
-    d275 = torch.atan2(hsl * _COS275 - hcl * _SIN275, hcl * _COS275 + hsl * _SIN275) / _DEG
-    d275 = d275 - 360.0 * (1.0 - _below(d275, 85.0))
-    q = d275 / 25.0
-    d_theta = 30.0 * torch.exp(-(q * q))
-    sin_2theta = torch.sin(2.0 * d_theta * _DEG)
-
-    # eqs. 17-22.
-    cp_bar7 = _pow7(cpl)
-    r_c = 2.0 * safe_sqrt(cp_bar7 / (cp_bar7 + _POW25_7))
-    sin_2theta, r_c = sin_2theta.to(hp), r_c.to(hp)
-    l50 = (l_bar - 50.0).square()
-    s_l = 1.0 + 0.015 * l50 / torch.sqrt(20.0 + l50)
-    s_c = 1.0 + 0.045 * cp_bar
+    # eqs. 18-22. S_L = 1 + 0.015 l / sqrt(20 + l), l = (L̄' - 50)², as sqrt(20 + l) / (sqrt(20 + l) + 0.015 l)
+    # (its square root in the input precision: S_L - 1 <= 0.74 damps that rounding).
+    l50 = (0.5 * (L1.to(hp) + L2.to(hp)) - 50.0).square()
+    root = torch.sqrt((20.0 + l50).to(lo)).to(hp)
+    tl = dl * root / ((root + 0.015 * l50) if k_l == 1.0 else k_l * (root + 0.015 * l50))
+    den_c = (c1p + c2p) * (1.0 + 0.045 * cp_bar)
+    den_c = _safe(_ne0(den_c), den_c) if k_c == 1.0 else k_c * _safe(_ne0(den_c), den_c)
+    tc = num_c / den_c
     s_h = 1.0 + 0.015 * cp_bar * t
-    r_t = -sin_2theta * r_c
-
-    # (k = 1, the reference conditions, skips a multiplication per term)
-    tl = dlp / (s_l if k_l == 1.0 else k_l * s_l)
-    tc = dcp / (s_c if k_c == 1.0 else k_c * s_c)
-    th = dhp_big / (s_h if k_h == 1.0 else k_h * s_h)
+    th = dhp / (s_h if k_h == 1.0 else k_h * s_h)
     # The blue-region cross term R_T ΔC' ΔH': ΔH' ~ sqrt(C1'C2') and dh̄'/d(a', b) ~ 1/C', so near a
     # neutral colour its derivative grows as 1/sqrt(C') (~25x the usual size at an sRGB grey,
     # C* ~ 0.005) and would outweigh every other term of a loss. Within 1 C* unit of neutral
     # (where hue is not defined perceptually) the term keeps its exact value but passes no
     # gradient; elsewhere its gradient is exact.
     cross_term = r_t * tc * th
-    if cross_term.requires_grad:
+    if grad:
         near_neutral = _below(torch.minimum(c1p, c2p), _RT_GRAD_MIN_CHROMA)
         cross_term = _pick(near_neutral, cross_term.detach(), cross_term)
-    kh_sh = s_h if k_h == 1.0 else k_h * s_h
-    total = tl * tl + tc * tc + dh2 / (kh_sh * kh_sh) + cross_term
-    return safe_sqrt(total).to(out_dtype)
+    k2 = k_h * k_h
+    # th² from ΔH'² when a gradient is needed (its smooth gradient, above); else th·th saves a division.
+    th2 = (dh2 / (s_h * s_h) if k2 == 1.0 else dh2 / (k2 * s_h * s_h)) if grad else th * th
+    total = tl * tl + tc * tc + th2 + cross_term
+    return safe_sqrt(total.to(lo))
 
 
 # ----------------------------------------------------------------------------------------------

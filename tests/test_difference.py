@@ -133,12 +133,38 @@ def test_float32_within_3e5_of_float64_on_srgb_colours():
     assert (d32 - d64).abs().max() <= 3e-5
 
 
-def test_float32_relative_error_on_the_whole_lab_box():
-    lab1, lab2 = _random_lab_pairs(200_000, seed=4)
-    a, b = _t(lab1).float(), _t(lab2).float()
+def _near_pairs(n: int, seed: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Colours anywhere in the Lab box and a neighbour ~scale ΔE*ab away (the pairs a loss and a gate see)."""
+    g = np.random.default_rng(seed)
+    lab1 = np.stack([g.uniform(0, 100, n), g.uniform(-128, 128, n), g.uniform(-128, 128, n)])
+    lab2 = lab1 + g.normal(0, scale, (3, n))
+    lab2[0] = lab2[0].clip(0, 100)
+    return lab1, lab2
+
+
+def _f32_vs_f64(lab1: np.ndarray, lab2: np.ndarray) -> tuple[float, float]:
+    a, b = _t(lab1).float(), _t(lab2).float()  # both precisions see the same float32 inputs
     d32 = delta_e_2000(a, b).double()
     d64 = delta_e_2000(a.double(), b.double())
-    assert ((d32 - d64).abs() / d64.clamp_min(1.0)).max() <= 3e-7
+    err = (d32 - d64).abs()
+    return float(err.max()), float((err / d64.clamp_min(1.0)).max())
+
+
+def test_float32_within_3e5_of_float64_on_a_million_lab_pairs():
+    # The issue's bar (3e-5) on 10^6 pairs spanning the Lab box (ΔE00 up to ~160, where one
+    # float32 ulp is 1.5e-5); measured 1.6e-5.
+    err, rel = _f32_vs_f64(*_random_lab_pairs(1_000_000, seed=4))
+    assert err <= 3e-5
+    assert rel <= 5e-7
+
+
+@pytest.mark.parametrize("scale", [0.3, 3.0])
+def test_float32_relative_error_on_close_pairs(scale):
+    # Close pairs (ΔE00 ~0.1-5): the error stays relative to ΔE, not to the Lab magnitudes
+    # (every difference is formed from Δa, Δb, ΔL). Measured <= 2.6e-7 relative (<= 3e-7 absolute
+    # below ΔE 1); about 4 float32 ulps at worst, from R_T evaluated in float32.
+    err, rel = _f32_vs_f64(*_near_pairs(300_000, seed=int(10 * scale), scale=scale))
+    assert rel <= 5e-7
 
 
 def test_cie76_and_cie94_match_colour_science():
@@ -153,6 +179,59 @@ def test_cie76_and_cie94_match_colour_science():
     assert np.abs(delta_e_94(_t(lab1), _t(lab2), application="textiles").flatten().numpy() - r94t).max() <= 1e-10
     with pytest.raises(UsageError, match="textiles"):
         delta_e_94(_t(lab1), _t(lab2), application="paper")
+
+
+def test_t_polynomial_equals_the_cosine_form_of_eq_15():
+    from colorfid.difference import _T_P, _T_Q, _horner
+
+    h = torch.linspace(0, 2 * math.pi, 100_001, dtype=torch.float64)
+    d = math.pi / 180
+    cosine_form = (1 - 0.17 * torch.cos(h - 30 * d) + 0.24 * torch.cos(2 * h)
+                   + 0.32 * torch.cos(3 * h + 6 * d) - 0.20 * torch.cos(4 * h - 63 * d))
+    c, s = torch.cos(h), torch.sin(h)
+    assert (_horner(c, _T_P) + s * _horner(c, _T_Q) - cosine_form).abs().max() <= 1e-14
+
+
+def test_atan_polynomial_refits_and_is_within_2e9():
+    from colorfid.difference import _ATAN_COEFFS
+
+    k = np.arange(400)
+    q = 0.5 + 0.5 * np.cos(np.pi * (k + 0.5) / 400)
+    refit, *_ = np.linalg.lstsq(np.vander(q * q, 10, increasing=True), np.arctan(q) / q, rcond=None)
+    assert np.abs(refit - np.array(_ATAN_COEFFS)).max() <= 1e-9  # the recipe in the comment
+    x = np.linspace(0, 1, 200_001)
+    poly = x * np.polynomial.polynomial.polyval(x * x, _ATAN_COEFFS)
+    assert np.abs(poly - np.arctan(x)).max() <= 2.2e-9
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_atan2_degrees_in_every_octant(dtype):
+    from colorfid.difference import _atan2_degrees
+
+    angles = np.linspace(-math.pi, math.pi, 100_001)
+    r = np.random.default_rng(12).uniform(0.01, 200, angles.size)
+    y, x = r * np.sin(angles), r * np.cos(angles)
+    # axes, diagonals and the origin exactly
+    y = np.concatenate([y, [0, 0, 1, -1, 1, -1, 1, -1, 0]])
+    x = np.concatenate([x, [1, -1, 0, 0, 1, 1, -1, -1, 0]])
+    yt, xt = torch.from_numpy(y).to(dtype), torch.from_numpy(x).to(dtype)
+    ref = np.degrees(np.arctan2(yt.double().numpy(), xt.double().numpy()))
+    got = _atan2_degrees(yt, xt).double().numpy()
+    diff = np.abs(got - ref)
+    diff = np.minimum(diff, np.abs(diff - 360))  # -180 and 180 are the same angle
+    # float32: two ulps of 180° (1.5e-5 each); float64: the polynomial's own 2.1e-9 rad.
+    assert diff.max() <= (2e-7 if dtype == torch.float64 else 3e-5)
+
+
+def test_float32_near_neutral_and_far_from_blue_stay_exact():
+    # Chroma below 1e-4 and hues far from 275° are where float32 subnormals would arise; the
+    # clamps that keep them out must not show in the result.
+    lab1 = np.array([[50, 1e-6, -1e-6], [50, 3e-7, 0], [60, 80, 5], [40, 60, 60], [70, -1e-5, 2e-6]], dtype=np.float64).T
+    lab2 = np.array([[50, 0, 2e-6], [51, 0, 0], [60, 79, 7], [41, 58, 63], [70, 20, -10]], dtype=np.float64).T
+    a, b = _t(lab1).float(), _t(lab2).float()
+    d32 = delta_e_2000(a, b).double().flatten()
+    ref = torch.from_numpy(_cs2000(a.double().reshape(3, -1).numpy(), b.double().reshape(3, -1).numpy()))
+    assert ((d32 - ref).abs() / ref.clamp_min(1.0)).max() <= 5e-7
 
 
 # ------------------------------------------------------------------------------ properties
