@@ -235,13 +235,14 @@ def _or(m: Tensor, n: Tensor) -> Tensor:
     return m | n if m.dtype == torch.bool else m + n
 
 
-def _sel(m: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    return torch.where(m, a, b) if m.dtype == torch.bool else _pick(m, a, b)
-
-
 def _safe(m: Tensor, x: Tensor) -> Tensor:
     """x where m, else 1: a divisor or square-root argument that is finite on the branch not taken."""
-    return _sel(m, x, torch.ones_like(x))
+    return _pick(m, x, torch.ones_like(x))
+
+
+def _zero_unless(m: Tensor, x: Tensor) -> Tensor:
+    """x where m, else 0."""
+    return torch.where(m, x, 0.0) if m.dtype == torch.bool else x * m
 
 
 def _plus_minus(m: Tensor, like: Tensor) -> Tensor:
@@ -261,9 +262,9 @@ def _atan2_degrees(y: Tensor, x: Tensor) -> Tensor:
     big = torch.maximum(ax, ay)
     r = torch.minimum(ax, ay) / _safe(_ne0(big), big)
     a = r * _horner(r * r, _ATAN_COEFFS)
-    a = _sel(_gt(ay - ax), (0.5 * math.pi) - a, a)
-    a = _sel(_lt(x), math.pi - a, a)
-    return _sel(_lt(y), -a, a) * (1.0 / _DEG)
+    a = _pick(_gt(ay - ax), (0.5 * math.pi) - a, a)
+    a = _pick(_lt(x), math.pi - a, a)
+    return _pick(_lt(y), -a, a) * (1.0 / _DEG)
 
 
 def _ciede2000(
@@ -316,8 +317,8 @@ def _ciede2000(
     chromatic = _ne0(cc)
     near = _and(chromatic, _not(_lt(dot)))  # both chromatic and |Δh'| <= 90°
     d_near = _safe(near, cc + dot)
-    dh2 = _sel(near, 2.0 * cross * cross / d_near, 2.0 * (cc - dot))
-    dh2 = dh2 * chromatic if dh2.dtype == chromatic.dtype else torch.where(chromatic, dh2, 0.0)
+    dh2 = _pick(near, 2.0 * cross * cross / d_near, 2.0 * (cc - dot))
+    dh2 = _zero_unless(chromatic, dh2)
     if grad:
         # ΔH'² keeps its value but takes the gradient of 2 (C1'C2' - a1'a2' - b1 b2), the same
         # function in a form that is smooth at zero chroma: a neutral prediction is pushed toward
@@ -327,19 +328,19 @@ def _ciede2000(
     # sign(Δh'): that of the cross product; exactly opposite hues (cross = 0) follow Sharma's
     # "|h2' - h1'| <= 180°" branch: Δh' = +180° iff h1' < 180°, i.e. b1 > 0, or b1 = 0 and a1' > 0.
     h1_low = _or(_gt(B1), _and(_not(_ne0(B1)), _gt(A1)))
-    sign = _sel(_ne0(cross), _plus_minus(_gt(cross), cross), _plus_minus(h1_low, cross))
+    sign = _pick(_ne0(cross), _plus_minus(_gt(cross), cross), _plus_minus(h1_low, cross))
     dhp = sign * safe_sqrt(dh2)
 
     # eq. 14: h̄' as a unit vector (hc, hs).
     px = c1p * a2p - c2p * a1p
     py = c1p * B2 - c2p * B1
-    vx = _sel(chromatic, _sel(near, c2p * a1p + c1p * a2p, py * sign), a1p + a2p)
-    vy = _sel(chromatic, _sel(near, c2p * B1 + c1p * B2, -px * sign), B1 + B2)
+    vx = _pick(chromatic, _pick(near, c2p * a1p + c1p * a2p, py * sign), a1p + a2p)
+    vy = _pick(chromatic, _pick(near, c2p * B1 + c1p * B2, -px * sign), B1 + B2)
     n2 = vx * vx + vy * vy
     has_hue = _ne0(n2)
     inv = 1.0 / torch.sqrt(_safe(has_hue, n2))
-    hc = _sel(has_hue, vx * inv, torch.ones_like(vx))  # hue 0 when both colours are neutral
-    hs = vy * inv * has_hue if has_hue.dtype == vy.dtype else torch.where(has_hue, vy * inv, 0.0)
+    hc = _pick(has_hue, vx * inv, torch.ones_like(vx))  # hue 0 when both colours are neutral
+    hs = _zero_unless(has_hue, vy * inv)
 
     # eq. 15.
     t = _horner(hc, _T_P) + hs * _horner(hc, _T_Q)
@@ -348,7 +349,7 @@ def _ciede2000(
     u = (hc * _COS275 + hs * _SIN275).to(lo)
     v = (hs * _COS275 - hc * _SIN275).to(lo)
     d275 = _atan2_degrees(v, u) if lo != hp else torch.atan2(v, u) * (1.0 / _DEG)
-    d275 = _sel(_lt(d275, 85.0), d275, d275 - 360.0)
+    d275 = _pick(_lt(d275, 85.0), d275, d275 - 360.0)
     q = d275 * (1.0 / 25.0)
     q2 = q * q
     if lo == torch.float32:
@@ -362,12 +363,15 @@ def _ciede2000(
     # (its square root in the input precision: S_L - 1 <= 0.74 damps that rounding).
     l50 = (0.5 * (L1.to(hp) + L2.to(hp)) - 50.0).square()
     root = torch.sqrt((20.0 + l50).to(lo)).to(hp)
-    tl = dl * root / ((root + 0.015 * l50) if k_l == 1.0 else k_l * (root + 0.015 * l50))
-    den_c = (c1p + c2p) * (1.0 + 0.045 * cp_bar)
-    den_c = _safe(_ne0(den_c), den_c) if k_c == 1.0 else k_c * _safe(_ne0(den_c), den_c)
-    tc = num_c / den_c
+    # (k = 1, the reference conditions, skips a multiplication per term)
+    den_l = root + 0.015 * l50  # S_L sqrt(20 + l)
+    tl = dl * root / (den_l if k_l == 1.0 else k_l * den_l)
+    den_c = (c1p + c2p) * (1.0 + 0.045 * cp_bar)  # S_C (C1' + C2')
+    den_c = _safe(_ne0(den_c), den_c)
+    tc = num_c / (den_c if k_c == 1.0 else k_c * den_c)
     s_h = 1.0 + 0.015 * cp_bar * t
-    th = dhp / (s_h if k_h == 1.0 else k_h * s_h)
+    s_h = s_h if k_h == 1.0 else k_h * s_h
+    th = dhp / s_h
     # The blue-region cross term R_T ΔC' ΔH': ΔH' ~ sqrt(C1'C2') and dh̄'/d(a', b) ~ 1/C', so near a
     # neutral colour its derivative grows as 1/sqrt(C') (~25x the usual size at an sRGB grey,
     # C* ~ 0.005) and would outweigh every other term of a loss. Within 1 C* unit of neutral
@@ -377,9 +381,8 @@ def _ciede2000(
     if grad:
         near_neutral = _below(torch.minimum(c1p, c2p), _RT_GRAD_MIN_CHROMA)
         cross_term = _pick(near_neutral, cross_term.detach(), cross_term)
-    k2 = k_h * k_h
     # th² from ΔH'² when a gradient is needed (its smooth gradient, above); else th·th saves a division.
-    th2 = (dh2 / (s_h * s_h) if k2 == 1.0 else dh2 / (k2 * s_h * s_h)) if grad else th * th
+    th2 = dh2 / (s_h * s_h) if grad else th * th
     total = tl * tl + tc * tc + th2 + cross_term
     return safe_sqrt(total.to(lo))
 

@@ -226,8 +226,11 @@ def test_atan2_degrees_in_every_octant(dtype):
 def test_float32_near_neutral_and_far_from_blue_stay_exact():
     # Chroma below 1e-4 and hues far from 275° are where float32 subnormals would arise; the
     # clamps that keep them out must not show in the result.
-    lab1 = np.array([[50, 1e-6, -1e-6], [50, 3e-7, 0], [60, 80, 5], [40, 60, 60], [70, -1e-5, 2e-6]], dtype=np.float64).T
-    lab2 = np.array([[50, 0, 2e-6], [51, 0, 0], [60, 79, 7], [41, 58, 63], [70, 20, -10]], dtype=np.float64).T
+    # (the last two: mean chroma 0.4 and ~0.02, just above the clamp, where G's weight still shows)
+    lab1 = np.array([[50, 1e-6, -1e-6], [50, 3e-7, 0], [60, 80, 5], [40, 60, 60], [70, -1e-5, 2e-6],
+                     [50, 0.4, 0], [50, 0.01, 0.02]], dtype=np.float64).T
+    lab2 = np.array([[50, 0, 2e-6], [51, 0, 0], [60, 79, 7], [41, 58, 63], [70, 20, -10],
+                     [50, -0.4, 0], [50, -0.02, 0.01]], dtype=np.float64).T
     a, b = _t(lab1).float(), _t(lab2).float()
     d32 = delta_e_2000(a, b).double().flatten()
     ref = torch.from_numpy(_cs2000(a.double().reshape(3, -1).numpy(), b.double().reshape(3, -1).numpy()))
