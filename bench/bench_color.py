@@ -10,6 +10,11 @@ them (Linux VmHWM, reset through /proc/self/clear_refs). Throughput is megapixel
 the median run; ratios are colorfid / peer on the same size. The fused CIEDE2000 path is timed
 after one warm-up call; its compile latency is reported on its own line (cold: empty Inductor
 cache in a temporary directory; warm: a second process reusing that cache).
+
+Layouts: every library gets the same values in its own layout -- scikit-image and colour-science
+an (H, W, 3) array, colorfid a contiguous (3, H, W) tensor (what colorfid.io's readers and
+``srgb_uint8_to_lab`` return). The "-hwc" case gives colorfid a (3, H, W) view of (H, W, 3)
+memory instead (``torch.from_numpy(a).permute(2, 0, 1)``), which it de-interleaves chunk by chunk.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ CASES = {
     "de00-f64/colour": ("de00", "colour", "float64"),
     "de00-f32/colorfid": ("de00", "colorfid", "float32"),
     "de00-f32/colorfid-fused": ("de00", "colorfid-fused", "float32"),
+    "de00-f32/colorfid-fused-hwc": ("de00", "colorfid-fused-hwc", "float32"),
     "de00-f32/skimage": ("de00", "skimage", "float32"),
 }
 
@@ -114,7 +120,13 @@ def child(case: str, mp: float, repeats: int) -> dict:
         if impl.startswith("colorfid"):
             from colorfid.difference import delta_e_2000
 
-            fused = impl.endswith("fused")
+            # lab1, lab2 are (3, H, W) views of (H, W, 3) memory (computed from the HWC array).
+            # colorfid gets its own layout, a contiguous (3, H, W) tensor (what colorfid.io's
+            # readers and srgb_uint8_to_lab return); "-hwc" keeps the interleaved view, so the
+            # de-interleave cost is on the table too. scikit-image gets its own (H, W, 3) array.
+            if not impl.endswith("-hwc"):
+                lab1, lab2 = lab1.contiguous(), lab2.contiguous()
+            fused = "fused" in impl
             if fused:
                 t0 = time.perf_counter()
                 delta_e_2000(lab1[:, :8, :8], lab2[:, :8, :8], fused=True)
@@ -210,7 +222,7 @@ def main() -> None:
         print(
             f"{mp:5.2f} MP  sRGB(uint8)->Lab vs skimage {ratio('lab/colorfid', 'lab/skimage')}, vs colour {ratio('lab/colorfid', 'lab/colour')}, vs kornia {ratio('lab/colorfid', 'lab/kornia')}; float path vs skimage {ratio('lab/colorfid-float', 'lab/skimage')}\n"
             f"          CIEDE2000 f64 eager vs skimage {ratio('de00-f64/colorfid', 'de00-f64/skimage')}, fused vs skimage {ratio('de00-f64/colorfid-fused', 'de00-f64/skimage')}, fused vs colour {ratio('de00-f64/colorfid-fused', 'de00-f64/colour')}\n"
-            f"          CIEDE2000 f32 eager vs skimage {ratio('de00-f32/colorfid', 'de00-f32/skimage')}, fused vs skimage {ratio('de00-f32/colorfid-fused', 'de00-f32/skimage')}"
+            f"          CIEDE2000 f32 eager vs skimage {ratio('de00-f32/colorfid', 'de00-f32/skimage')}, fused vs skimage {ratio('de00-f32/colorfid-fused', 'de00-f32/skimage')}, fused on an (H, W, 3) view vs skimage {ratio('de00-f32/colorfid-fused-hwc', 'de00-f32/skimage')}"
         )
     for dt in ("float64", "float32"):
         if args.no_compile_latency or (args.cases and not any(c.startswith("de00") for c in args.cases)):

@@ -325,6 +325,42 @@ def test_chunked_eager_path_equals_the_direct_evaluation():
     assert torch.equal(whole, parts)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_chunked_path_reads_every_memory_layout(dtype):
+    # Batched, an odd pixel count (the last chunk is short), > 2^16 pixels per image: the chunked
+    # path de-interleaves an (H, W, 3)-memory view chunk by chunk, reads planes in place, copies any
+    # other layout; every layout gives the same values, those of one unchunked evaluation.
+    from colorfid.difference import _ciede2000
+
+    lab1, lab2 = _random_lab_pairs(2 * 301 * 257, seed=12)
+    planar1 = torch.from_numpy(lab1).to(dtype).reshape(3, 2, 301, 257).transpose(0, 1).contiguous()
+    planar2 = torch.from_numpy(lab2).to(dtype).reshape(3, 2, 301, 257).transpose(0, 1).contiguous()
+    hwc1 = planar1.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)  # channels innermost in memory
+    hwc2 = planar2.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2)
+    odd1 = planar1.permute(2, 0, 1, 3).contiguous().permute(1, 2, 0, 3)  # channels strided between H and W
+    assert not hwc1.is_contiguous() and torch.equal(hwc1, planar1) and torch.equal(odd1, planar1)
+    got = delta_e_2000(planar1, planar2)
+    assert got.shape == (2, 301, 257) and got.dtype == dtype
+    for a, b in ((hwc1, hwc2), (hwc1, planar2), (planar1, hwc2), (odd1, hwc2)):
+        assert torch.equal(delta_e_2000(a, b), got)
+    with torch.no_grad():
+        whole = _ciede2000(*planar1.unbind(1), *planar2.unbind(1), 1.0, 1.0, 1.0)
+    # chunk tails take ATen's scalar loops (vs its vector ones): equal to the last float32 ulp
+    torch.testing.assert_close(got, whole, rtol=1e-12 if dtype == torch.float64 else 3e-7, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n", [1, 7, (1 << 15) + 3, 100_001])  # one thread below 2^15 pixels, two above
+def test_deinterleave_is_a_transpose(dtype, n):
+    src = torch.randn(n, 3, dtype=dtype)
+    dst = torch.full((3, n + 5), float("nan"), dtype=dtype)
+    from colorfid.difference import _deinterleave
+
+    _deinterleave(dst[:, :n], src)
+    assert torch.equal(dst[:, :n], src.T)
+    assert dst[:, n:].isnan().all()  # nothing written past the view
+
+
 def test_channels_last_dim():
     lab1, lab2 = _random_lab_pairs(100, seed=10)
     a, b = _t(lab1), _t(lab2)
@@ -352,4 +388,15 @@ def test_fused_path_agrees_with_eager():
         fused = delta_e_2000(a, b, fused=True)
         tol = 1e-12 if dt == torch.float64 else 1e-5
         assert (eager.double() - fused.double()).abs().max() <= tol * max(1.0, float(eager.abs().max()))
-    assert math.isfinite(float(fused.sum()))
+        assert math.isfinite(float(fused.sum()))
+        # batched, odd image size (rows of the output start unaligned), short last chunk; planes,
+        # an (H, W, 3)-memory view and a strided channel dim all read the same
+        n = 2 * 299 * 501
+        planar = [x[:, :n].reshape(3, 2, 299, 501).transpose(0, 1).contiguous() for x in (a, b)]
+        hwc = [x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) for x in planar]
+        strided = [x.transpose(0, 1) for x in (a[:, :n].reshape(3, 2, 299, 501), b[:, :n].reshape(3, 2, 299, 501))]
+        eager = delta_e_2000(*planar)
+        fused = delta_e_2000(*planar, fused=True)
+        assert (eager.double() - fused.double()).abs().max() <= tol * max(1.0, float(eager.abs().max()))
+        assert torch.equal(delta_e_2000(*hwc, fused=True), fused)
+        assert torch.equal(delta_e_2000(hwc[0], strided[1], fused=True), fused)
