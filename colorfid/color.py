@@ -479,6 +479,18 @@ def srgb_to_lab(x: Tensor, *, dim: int = -3, clip: bool = False, check: bool = T
     return _finish(_pixelwise(_srgb_to_lab, x, d), dtype)
 
 
+def _layout(x: Tensor, d: int) -> tuple[Tensor, bool]:
+    """``x`` around its channel dim ``d`` as ``(lead, n_pix, 3)`` pixels (flag True) when its
+    channels are innermost in memory (an ``(H, W, 3)`` array seen as ``(3, H, W)``), else as
+    ``(lead, 3, n_pix)`` planes (flag False): a view either way where the memory allows (any
+    other layout is copied to planes)."""
+    lead, n_pix = math.prod(x.shape[:d]), math.prod(x.shape[d + 1 :])
+    last = x.movedim(d, -1)
+    if last.is_contiguous():
+        return last.reshape(lead, n_pix, 3), True
+    return x.reshape(lead, 3, n_pix), False
+
+
 def srgb_uint8_to_lab(image: Tensor, *, dim: int = -3, dtype: torch.dtype = torch.float32) -> Tensor:
     """8-bit sRGB codes (``uint8``, 0-255) -> CIELAB in ``dtype``: the explicit integer path.
 
@@ -512,13 +524,8 @@ def srgb_uint8_to_lab(image: Tensor, *, dim: int = -3, dtype: torch.dtype = torc
         blocks = [(image.reshape(-1, 3), out.view(-1, 3), True, True)]
     else:
         dst = out.view(n_lead, 3, n_pix)
-        last = image.movedim(d, -1)
-        if last.is_contiguous():  # an (H, W, 3) array seen as (3, H, W): read in place
-            src = last.reshape(n_lead, n_pix, 3)
-            blocks = [(src[i], dst[i], True, False) for i in range(n_lead)]
-        else:
-            src = image.contiguous().view(n_lead, 3, n_pix)
-            blocks = [(src[i], dst[i], False, False) for i in range(n_lead)]
+        src, pixel_major = _layout(image, d)  # an (H, W, 3) array seen as (3, H, W): read in place
+        blocks = [(src[i], dst[i], pixel_major, False) for i in range(n_lead)]
     table_np = table.numpy() if image.device.type == "cpu" and _NUMPY_TAKE else None
     for codes, target, pm_in, pm_out in blocks:
         n = codes.shape[0] if pm_in else codes.shape[1]

@@ -59,7 +59,8 @@ import torch
 from torch import Tensor
 
 from .color import (
-    _REDUCED, _above, _below, _channel_dim, _check_float, _is_compiling, _nonzero, _pick, safe_hypot, safe_sqrt,
+    _REDUCED, _above, _below, _channel_dim, _check_float, _is_compiling, _layout, _nonzero, _pick, safe_hypot,
+    safe_sqrt,
 )
 from . import _heap
 from .errors import ColorfidWarning, ShapeError, UsageError
@@ -416,17 +417,6 @@ def _compiled_kernel(device: torch.device, dtype: torch.dtype) -> Callable[..., 
         return _compiled[key]
 
 
-def _layout(lab: Tensor, d: int, lead: int, p: int) -> tuple[Tensor, bool]:
-    """``lab`` as ``(lead, 3, p)`` planes or, when its channels are innermost in memory (an image
-    from an HWC array), as ``(lead, p, 3)`` interleaved pixels, with that flag: a view either way
-    where the memory allows, so a large image is never copied whole (chunks are de-interleaved
-    one at a time)."""
-    moved = lab.movedim(d, -1)
-    if moved.is_contiguous():
-        return moved.reshape(lead, p, 3), True
-    return lab.reshape(lead, 3, p), False
-
-
 _POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid, one worker): a fork gets its own
 _POOL_LOCK = threading.Lock()
 
@@ -487,7 +477,7 @@ def _chunked(lab1: Tensor, lab2: Tensor, d: int, kernel: Callable[..., None], ch
     out_shape = [s for i, s in enumerate(lab1.shape) if i != d]
     lead = int(math.prod(lab1.shape[:d]))
     p = int(math.prod(out_shape[d:]))
-    xs = [_layout(lab1, d, lead, p), _layout(lab2, d, lead, p)]
+    xs = [_layout(lab1, d), _layout(lab2, d)]
     out = torch.empty((lead, p), dtype=lab1.dtype, device=lab1.device)
     bufs = [None, None]
     scratch = None
