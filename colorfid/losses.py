@@ -239,6 +239,27 @@ def _unit_direction(a: Tensor, b: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(nz, a / cs, zero), torch.where(nz, b / cs, zero)
 
 
+def hue_term(a: Tensor, b: Tensor, c_t: Tensor, ua: Tensor, ub: Tensor, kappa: float, tau: float) -> Tensor:
+    """Chroma-neutral hue error ``w_t C_t (|v - u_t| + 1 - |v|)``, with ``v = (a, b) / D(C_p)``.
+
+    ``u_t`` is the target's unit hue vector, ``w_t = C_t / (C_t + kappa)`` fades the term on
+    near-grey targets, and ``D(C) = C`` for ``C >= s``, ``(C^2 + s^2) / (2 s)`` below
+    (``s = max(C_t / 2, tau)``; C^1 at ``s``). For ``C_p >= s``, ``v`` is the prediction's unit
+    hue vector and the value is ``w_t 2 C_t |sin(Δh / 2)|``: the hue angle alone decides it, so
+    lowering the prediction's chroma never lowers it (a term proportional to C_p, such as the
+    CIE ΔH, rewards desaturating whenever the hue is uncertain). Within ``s`` of grey, ``v``
+    shrinks smoothly to 0 and ``1 - |v|`` grows to 1: a grey prediction costs ``2 w_t C_t``, as
+    much as the opposite hue, and the value never increases with C_p at a fixed hue. Its
+    gradient at grey points along the target hue, bounded by ``4 w_t C_t / s <= 8 w_t``.
+    Units: those of a, b (C* / 100 in Lab, Cb/Cr in YCbCr).
+    """
+    c_p = safe_hypot(a, b)
+    s = (0.5 * c_t).clamp_min(tau)
+    d = torch.where(c_p >= s, c_p, (c_p * c_p + s * s) / (2.0 * s))
+    wt = c_t / (c_t + kappa)
+    return wt * c_t * (safe_hypot(a / d - ua, b / d - ub) + 1.0 - c_p / d)
+
+
 def chroma_toward(a: Tensor, b: Tensor, ua: Tensor, ub: Tensor, tau: float) -> Tensor:
     """Chroma |(a, b)| that, near neutral, bends toward the chroma along the unit vector (ua, ub).
 
@@ -301,13 +322,18 @@ class ColorAwareLoss(_ColorLoss):
         blue = 0.445); in ``space="lab"`` C = C*ab / 100 (pure blue = 1.34). A grey prediction
         of a coloured target gets a gradient toward the target's hue (:func:`chroma_toward`).
     ``hue``
-        Chroma-weighted hue difference ``w_t * |ab_p - C_p u_t|`` = ``w_t * 2 C_p |sin(Δh/2)|``,
-        with u_t the target's unit hue vector and ``w_t = C_t / (C_t + kappa)`` (kappa = 10 C*,
-        the hue floor of :class:`~colorfid.metrics.MetricProtocol`). It is the CIE metric hue
-        difference ΔH with the geometric mean sqrt(C_p C_t) replaced by C_p and a saturating
-        target weight: linear in the angle for small errors, its gradient bounded by 2 w_t
-        everywhere (no 1/C blow-up at near-grey predictions), and it fades out smoothly on
-        near-grey targets whose hue is noise. Same units as ``chroma``.
+        Chroma-neutral hue difference :func:`hue_term`: ``w_t 2 C_t |sin(Δh/2)|`` (u_t the target's
+        unit hue vector, ``w_t = C_t / (C_t + kappa)``, kappa = 10 C*, the hue floor of
+        :class:`~colorfid.metrics.MetricProtocol`). It scales with the *target's* chroma, so a
+        prediction cannot lower it by desaturating when its hue is uncertain (the CIE ΔH, which
+        scales with the prediction's chroma, can; see :func:`colorfid.testing.hue_uncertainty_probe`).
+        A grey prediction costs ``2 w_t C_t`` and is pushed out of grey along the target hue;
+        gradients are bounded. Same units as ``chroma``.
+    ``deficit``
+        One-sided chroma deficit ``relu(C_t - C_p)`` on high-chroma target pixels only (the mask
+        below): the "confidence" idea of colourization, restricted to the surfaces that wash out,
+        so neutral pixels are never pushed to invent colour. Off by default (weight 0). Same units
+        as ``chroma``.
     ``delta_e``
         Mean CIEDE2000 (``colorfid.difference.delta_e_2000``, CIE 142-2001 / Sharma 2005) between
         the CIELAB conversions; ΔE units (0 to ~100; just-noticeable ~1-2).
@@ -325,36 +351,17 @@ class ColorAwareLoss(_ColorLoss):
     it off. For SSIM the weights of the window-centre pixels weight the SSIM map; MS-SSIM (a
     product over scales) takes no pixel weights.
 
-    Default weights (per ``space``) and measured magnitudes
-    ------------------------------------------------------
-    Measured by ``colorfid.testing.loss_balance`` with ``high_chroma_weight=0`` on
-    ``before, after = colorfid.testing.synthetic_pairs(64, 64, seed=0)`` (a neutral majority with
-    saturated walls in a minority of pixels), prediction = ``before`` (a model at the start of
-    fine-tuning: darkened, desaturated, cast), target = ``after``:
-
-    ========  ===========  ======  ===========  ======  ==============================
-    term      raw (ycbcr)  weight  raw (lab)    weight  weighted (ycbcr / lab)
-    ========  ===========  ======  ===========  ======  ==============================
-    l1        0.106        1       0.106        1       0.106 / 0.106
-    chroma    0.035        2       0.080        1       0.070 / 0.080
-    hue       0.0042       5       0.0118       2       0.021 / 0.024
-    delta_e   9.83         0.01    9.83         0.01    0.098 / 0.098
-    ssim      0.086        1       0.086        1       0.086 / 0.086
-    ========  ===========  ======  ===========  ======  ==============================
-
-    Weighted terms lie within a factor 5 of each other, and each term's share of the gradient
-    norm is 7-45 % (SSIM the largest); with the prediction halfway to the target
-    (``after + 0.3 * (before - after)``) every term shrinks about 3-4x and the shares stay within
-    8-30 %. ``loss_balance`` (which warns at 10x) reports both as balanced.
-    ``high_chroma_weight`` defaults to 3: on the synthetic enhancement task of
-    :func:`colorfid.testing.color_training_check` (150 iterations, seeds 0-4) it lifts the
-    high-chroma saturation ratio from 0.80-0.86 (no emphasis) to 0.98-0.99 (plain L1: 0.69-0.79).
+    Default weights (per ``space``): l1 1, chroma 2 / 1, hue 5 / 2, delta_e 0.01, ssim 1,
+    deficit 0 (ycbcr / lab). They put every active term within a factor ~5 of the others, and
+    each term's share of the gradient norm between ~7 and ~40 %, on
+    ``colorfid.testing.synthetic_pairs`` at the start of a fine-tune and half-way through
+    (``loss_balance`` reports both as balanced; the README prints the table).
 
     Parameters
     ----------
     space:
         ``"ycbcr"`` (default; BasicSR's colour space) or ``"lab"`` for the chroma and hue terms.
-    l1_weight, chroma_weight, hue_weight, delta_e_weight, ssim_weight:
+    l1_weight, chroma_weight, hue_weight, delta_e_weight, ssim_weight, deficit_weight:
         Term weights; ``None`` takes the default for ``space``; 0 disables a term (it is not
         computed).
     ssim_kind:
@@ -374,10 +381,10 @@ class ColorAwareLoss(_ColorLoss):
         values as floats.
     """
 
-    TERMS: tuple[str, ...] = ("l1", "chroma", "hue", "delta_e", "ssim")
+    TERMS: tuple[str, ...] = ("l1", "chroma", "hue", "delta_e", "ssim", "deficit")
     DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
-        "ycbcr": {"l1": 1.0, "chroma": 2.0, "hue": 5.0, "delta_e": 0.01, "ssim": 1.0},
-        "lab": {"l1": 1.0, "chroma": 1.0, "hue": 2.0, "delta_e": 0.01, "ssim": 1.0},
+        "ycbcr": {"l1": 1.0, "chroma": 2.0, "hue": 5.0, "delta_e": 0.01, "ssim": 1.0, "deficit": 0.0},
+        "lab": {"l1": 1.0, "chroma": 1.0, "hue": 2.0, "delta_e": 0.01, "ssim": 1.0, "deficit": 0.0},
     }
 
     def __init__(
@@ -389,6 +396,7 @@ class ColorAwareLoss(_ColorLoss):
         hue_weight: float | None = None,
         delta_e_weight: float | None = None,
         ssim_weight: float | None = None,
+        deficit_weight: float | None = None,
         ssim_kind: Literal["ssim", "ms_ssim"] = "ssim",
         high_chroma_weight: float = 3.0,
         high_chroma_space: Literal["hsv", "lab"] = "hsv",
@@ -408,7 +416,7 @@ class ColorAwareLoss(_ColorLoss):
         self.protocol = MetricProtocol.from_dict(protocol) if isinstance(protocol, Mapping) else protocol
         self.return_components = bool(return_components)
         given = {"l1": l1_weight, "chroma": chroma_weight, "hue": hue_weight,
-                 "delta_e": delta_e_weight, "ssim": ssim_weight}
+                 "delta_e": delta_e_weight, "ssim": ssim_weight, "deficit": deficit_weight}
         defaults = self.DEFAULT_WEIGHTS[self.space]
         self._weights: dict[str, float] = {
             k: defaults[k] if v is None else _check_nonneg(v, f"{k}_weight", owner) for k, v in given.items()
@@ -447,11 +455,15 @@ class ColorAwareLoss(_ColorLoss):
                 f"high_chroma_weight={self.high_chroma_weight:g}, {super().extra_repr()}")
 
     # -- computation -----------------------------------------------------------------------
+    def _hc_mask(self, target: Tensor) -> Tensor:
+        """High-chroma target pixels (1.0) and the rest (0.0), shaped (..., H, W)."""
+        mask = high_chroma_mask(target.detach(), protocol=self.protocol, space=self.high_chroma_space)
+        return mask.to(target.dtype)
+
     def _pixel_weights(self, target: Tensor, weight: Tensor | None) -> Tensor | None:
         w = _pixel_weight(weight, target[..., 0, :, :], "ColorAwareLoss")
         if self.high_chroma_weight > 0:
-            mask = high_chroma_mask(target.detach(), protocol=self.protocol, space=self.high_chroma_space)
-            hc = 1.0 + self.high_chroma_weight * mask.to(target.dtype)
+            hc = 1.0 + self.high_chroma_weight * self._hc_mask(target)
             w = hc if w is None else w * hc
         return w
 
@@ -463,10 +475,10 @@ class ColorAwareLoss(_ColorLoss):
         if "l1" in active:
             out["l1"] = red((pred - target).abs().mean(dim=-3), w)
         lab_p = lab_t = None
-        if "delta_e" in active or (self.space == "lab" and ("chroma" in active or "hue" in active)):
+        if "delta_e" in active or (self.space == "lab" and any(k in active for k in ("chroma", "hue", "deficit"))):
             lab_p = srgb_to_lab(pred, check=False)
             lab_t = srgb_to_lab(target, check=False)
-        if "chroma" in active or "hue" in active:
+        if "chroma" in active or "hue" in active or "deficit" in active:
             if self.space == "lab":
                 _, ap, bp = _opponent(lab_p, "lab", is_lab=True)
                 _, at, bt = _opponent(lab_t, "lab", is_lab=True)
@@ -475,13 +487,15 @@ class ColorAwareLoss(_ColorLoss):
                 _, at, bt = _opponent(target, self.space)
             ct = safe_hypot(at, bt)
             ua, ub = _unit_direction(at, bt, ct)
+            cp = None
             if "chroma" in active:
                 cp = chroma_toward(ap, bp, ua, ub, _TAU[self.space])
                 out["chroma"] = red((cp - ct).abs(), w)
             if "hue" in active:
-                cp_plain = safe_hypot(ap, bp)
-                wt = ct / (ct + _KAPPA[self.space])
-                out["hue"] = red(wt * safe_hypot(ap - cp_plain * ua, bp - cp_plain * ub), w)
+                out["hue"] = red(hue_term(ap, bp, ct, ua, ub, _KAPPA[self.space], _TAU[self.space]), w)
+            if "deficit" in active:
+                cp = chroma_toward(ap, bp, ua, ub, _TAU[self.space]) if cp is None else cp
+                out["deficit"] = red(torch.relu(ct - cp) * self._hc_mask(target), w)
         if "delta_e" in active:
             out["delta_e"] = red(delta_e_2000(lab_p, lab_t), w)
         if "ssim" in active:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .color import srgb_to_ycbcr, hsv_saturation
+from .color import hsv_saturation, lab_to_srgb, srgb_to_lab, srgb_to_ycbcr
 from .errors import ColorfidWarning, DTypeError, ShapeError, UnknownNameError, UsageError
 from .metrics import high_chroma_mask, saturation_ratio
 
@@ -48,6 +48,8 @@ __all__ = [
     "degrade",
     "TinyRestorationNet",
     "color_training_check",
+    "HueProbeResult",
+    "hue_uncertainty_probe",
 ]
 
 LossFn = Callable[..., Any]
@@ -505,3 +507,103 @@ def color_training_check(
         l1 = float((out.clamp(0, 1) - ev_gt).abs().mean())
     return {"sat_ratio_hc": ratio, "sat_ratio_hc_start": start, "hc_pixels": pixels, "l1": l1,
             "iterations": iterations}
+
+
+# ----------------------------------------------------------------------------------------------
+# Hue-uncertainty probe: does a loss pay for desaturating when the hue is uncertain?
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HueProbeResult:
+    """What :func:`hue_uncertainty_probe` found: the prediction a loss prefers.
+
+    ``chroma_kept`` = C*ab of that prediction / the targets' common C*ab (1 = the loss keeps the
+    colour's strength; < 1 = it pulls toward grey). ``lab`` is the prediction in CIELAB,
+    ``loss`` the loss there, ``spread`` the half-width of the hue spread in degrees.
+    """
+
+    spread: float
+    chroma_kept: float
+    lab: tuple[float, float, float]
+    loss: float
+
+
+def _probe_targets(spread: float, lightness: float, chroma: float, hue: float, n: int,
+                   dtype: torch.dtype) -> Tensor:
+    """(n, 3) sRGB colours of CIELAB (L, C, hue + d), d evenly spaced over [-spread, spread]."""
+    d = torch.linspace(-spread, spread, n, dtype=torch.float64)
+    h = torch.deg2rad(hue + d)
+    lab = torch.stack([torch.full_like(h, lightness), chroma * torch.cos(h), chroma * torch.sin(h)])
+    rgb = lab_to_srgb(lab.view(3, n, 1)).view(3, n).T
+    if float(rgb.min()) < 0 or float(rgb.max()) > 1:
+        raise UsageError(
+            f"hue_uncertainty_probe: CIELAB L*={lightness}, C*={chroma}, hue {hue}±{spread}° leaves the "
+            "sRGB gamut; choose a lower chroma or another lightness"
+        )
+    return rgb.to(dtype)
+
+
+def hue_uncertainty_probe(
+    loss: LossFn,
+    spread: float,
+    *,
+    lightness: float = 65.0,
+    chroma: float = 35.0,
+    hue: float = 270.0,
+    n_targets: int = 25,
+    size: int = 11,
+    steps: int = 300,
+    lr: float = 0.01,
+    dtype: torch.dtype = torch.float64,
+) -> HueProbeResult:
+    """The colour a loss picks when the target's hue is uncertain, and how much chroma it keeps.
+
+    ``n_targets`` flat ``size``² targets share CIELAB lightness and chroma; their hue angles are
+    spread evenly over ``hue ± spread`` degrees (default: L* 65, C* 35 around blue, inside the
+    sRGB gamut up to ±90°). One free sRGB colour, the prediction for every target, minimises
+    the mean of ``loss(pred, target)`` over them (Adam, ``steps`` steps, cosine-annealed
+    ``lr``, from three starts: the target at the central hue, the same at half chroma, and
+    grey; the lowest final loss wins). A loss that treats hue and chroma separately keeps
+    ``chroma_kept`` near 1; a distance in a plane of colour (L1 in RGB, ΔE) picks a point
+    inside the arc of targets (for an L1 median: 0.97 at ±30°, 0.88 at ±60°, 0.75 at ±90°);
+    a term proportional to the prediction's chroma can pull it toward grey. The averaging
+    failure of colourization and the washed-out walls of restoration both start here.
+    """
+    if not (0 <= spread <= 180) or n_targets < 1 or steps < 1 or size < 1:
+        raise UsageError(
+            f"hue_uncertainty_probe: need 0 <= spread <= 180, n_targets >= 1, steps >= 1, size >= 1; "
+            f"got {spread}, {n_targets}, {steps}, {size}"
+        )
+    colours = _probe_targets(spread, lightness, chroma, hue, n_targets, dtype)
+    target = colours.view(-1, 3, 1, 1).expand(-1, 3, size, size).contiguous()
+    centre = _probe_targets(0.0, lightness, chroma, hue, 1, dtype)[0]
+    half = _probe_targets(0.0, lightness, chroma / 2, hue, 1, dtype)[0]
+    grey = _probe_targets(0.0, lightness, 0.0, hue, 1, dtype)[0]
+
+    def value(p: Tensor) -> Tensor:
+        return _scalar(loss(p.view(1, 3, 1, 1).expand_as(target), target), "hue_uncertainty_probe")
+
+    best: tuple[float, Tensor] | None = None
+    for start in (centre, half, grey):
+        p = start.clone().requires_grad_(True)
+        opt = torch.optim.Adam([p], lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=lr / 100)
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            value(p).backward()
+            opt.step()
+            sched.step()
+        with torch.no_grad():
+            v = float(value(p))
+        if math.isfinite(v) and (best is None or v < best[0]):
+            best = (v, p.detach().clone())
+    if best is None:
+        raise UsageError("hue_uncertainty_probe: the loss gave no finite value from any start (NaN/Inf gradients?)")
+    lab = srgb_to_lab(best[1].to(torch.float64).view(3, 1, 1), check=False).view(3)
+    return HueProbeResult(
+        spread=float(spread),
+        chroma_kept=float(torch.hypot(lab[1], lab[2])) / chroma,
+        lab=(float(lab[0]), float(lab[1]), float(lab[2])),
+        loss=best[0],
+    )

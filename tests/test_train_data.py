@@ -140,6 +140,20 @@ def test_jitter_exposure_and_white_balance_in_linear_light():
                                atol=1e-6)
 
 
+def test_jitter_saturation_about_bt601_luma():
+    # Hand-derived: (0.6, 0.4, 0.2) has luma 0.299*0.6 + 0.587*0.4 + 0.114*0.2 = 0.437;
+    # saturation 0.5 -> 0.437 + 0.5 * (x - 0.437) = (0.5185, 0.4185, 0.3185).
+    lq = torch.tensor([0.6, 0.4, 0.2], dtype=torch.float64).view(3, 1, 1).expand(3, 2, 2).contiguous()
+    out = photometric_jitter(lq, {"prob": 1.0, "saturation": [0.5, 0.5]}, np.random.default_rng(1))
+    torch.testing.assert_close(out[:, 0, 0], torch.tensor([0.5185, 0.4185, 0.3185], dtype=torch.float64),
+                               atol=1e-12, rtol=0)
+    # adding the saturation part does not change the other parts' draws
+    cfg = {"prob": 1.0, "exposure": [-1.0, 0.0], "contrast": [0.5, 1.5]}
+    a = photometric_jitter(lq, cfg, np.random.default_rng(3))
+    b = photometric_jitter(lq, {**cfg, "saturation": [1.0, 1.0]}, np.random.default_rng(3))
+    torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
 def test_dataset_item_alignment_jitter_lq_only_and_degradation(tmp_path):
     g, l = _pairs(tmp_path, n=2)
     ds = PairedImageDataset(g, l, gt_size=16)

@@ -257,7 +257,9 @@ def test_jitter_options(tmp_path):
     raw = _minimal()
     raw["datasets"]["train"]["color_jitter"] = {"prob": 0.5, "exposure": [-0.5, 0.5]}
     j = _parse(raw, tmp_path)["datasets"]["train"]["color_jitter"]
-    assert j == {"prob": 0.5, "exposure": [-0.5, 0.5], "contrast": None, "white_balance": None}
+    assert j == {"prob": 0.5, "exposure": [-0.5, 0.5], "contrast": None, "white_balance": None, "saturation": None}
+    raw["datasets"]["train"]["color_jitter"] = {"saturation": [0.8, 1.0]}
+    assert _parse(raw, tmp_path)["datasets"]["train"]["color_jitter"]["saturation"] == [0.8, 1.0]
 
 
 def test_unknown_keys_at_every_level_in_one_warning(tmp_path):

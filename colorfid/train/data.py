@@ -156,19 +156,26 @@ def to_grayscale(image: Tensor) -> Tensor:
     return grey.clamp(0.0, 1.0)
 
 
+#: ITU-R BT.601 luma weights of encoded R, G, B (the saturation jitter keeps this luma).
+_LUMA_601 = (0.299, 0.587, 0.114)
+
+
 def photometric_jitter(lq: Tensor, cfg: Mapping[str, Any], rng: np.random.Generator) -> Tensor:
-    """Random exposure, white balance and contrast applied to the LQ image only (GT untouched).
+    """Random exposure, white balance, contrast and saturation applied to the LQ image only.
 
     ``cfg``: ``prob`` (probability of jittering a sample at all), ``exposure`` ([lo, hi] EV stops:
     linear light x 2**ev), ``white_balance`` ([lo, hi] gains drawn independently for R and B in
     linear light, G fixed), ``contrast`` ([lo, hi] factor applied to the encoded image around its
-    mean). A range of null switches that part off. Exposure and white balance act in linear light
-    (:func:`colorfid.color.srgb_to_linear`), as a camera would; the result is clamped to [0, 1].
-    The number of draws is fixed, so enabling one part does not change the others' values.
+    mean), ``saturation`` ([lo, hi] factor s: ``Y + s (x - Y)`` about the BT.601 luma
+    ``Y = 0.299 R + 0.587 G + 0.114 B`` of the encoded values). A range of null switches that part
+    off. Exposure and white balance act in linear light (:func:`colorfid.color.srgb_to_linear`),
+    as a camera would; the result is clamped to [0, 1]. The GT is untouched: the jitter widens
+    the range of "before" images a model learns to correct. The number of draws is fixed, so
+    enabling one part does not change the others' values.
     """
     from ..color import linear_to_srgb, srgb_to_linear
 
-    draws = rng.random(5)
+    draws = rng.random(6)
     if draws[0] >= float(cfg.get("prob", 1.0)):
         return lq
 
@@ -182,6 +189,7 @@ def photometric_jitter(lq: Tensor, cfg: Mapping[str, Any], rng: np.random.Genera
     wb = cfg.get("white_balance")
     gain_r, gain_b = pick(wb, draws[2]), pick(wb, draws[3])
     contrast = pick(cfg.get("contrast"), draws[4])
+    saturation = pick(cfg.get("saturation"), draws[5])
     out = lq
     if ev is not None or gain_r is not None:
         lin = srgb_to_linear(out, clip=True)
@@ -195,6 +203,9 @@ def photometric_jitter(lq: Tensor, cfg: Mapping[str, Any], rng: np.random.Genera
     if contrast is not None:
         mean = out.mean()
         out = (out - mean) * contrast + mean
+    if saturation is not None:
+        luma = (out * torch.tensor(_LUMA_601, dtype=out.dtype).view(3, 1, 1)).sum(dim=-3, keepdim=True)
+        out = luma + saturation * (out - luma)
     return out.clamp(0.0, 1.0)
 
 

@@ -33,7 +33,8 @@ top level: ``name`` (required), ``manual_seed`` [random, logged and saved], ``mo
 ``dataset_enlarge_ratio`` [1], ``pin_memory`` [false], ``persistent_workers`` [true when workers],
 ``prefetch_mode`` [null], ``phase``, ``scale``, ``degradation`` [null | ``grayscale``],
 ``color_jitter`` (LQ only, off by default: ``prob`` [1.0], ``exposure`` [EV stops range],
-``contrast`` [factor range], ``white_balance`` [gain range]; each range null = that part off).
+``contrast`` [factor range], ``white_balance`` [gain range], ``saturation`` [factor range]; each range
+null = that part off).
 
 ``network_g``: ``type`` (NAFNet | NAFNetLocal) + the constructor's arguments.
 
@@ -277,6 +278,7 @@ def _parse_jitter(ctx: _Ctx, key: str, value: Any) -> dict | None:
         "exposure": sec.get("exposure", _range_pair(-8.0, 8.0), None),
         "contrast": sec.get("contrast", _range_pair(0.0, None), None),
         "white_balance": sec.get("white_balance", _range_pair(0.0, None), None),
+        "saturation": sec.get("saturation", _range_pair(0.0, None), None),
     }
     sec.finish()
     if out["contrast"] is not None and out["contrast"][0] <= 0:
