@@ -68,7 +68,7 @@ from colorfid.models import NAFNet, load_model
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "options" / "basicsr_nafnet_color.yml"
+EXAMPLE = ROOT / "options" / "basicsr" / "nafnet_color.yml"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -731,7 +731,7 @@ def test_example_yaml_parses_and_every_name_resolves():
 
 
 def test_fork_example_yaml_passes_the_fork_checks():
-    path = ROOT / "options" / "nafnet_fork_color.yml"
+    path = ROOT / "options" / "basicsr" / "nafnet_fork_color.yml"
     opt = yaml.safe_load(path.read_text())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
