@@ -8,7 +8,7 @@ of a user who has colorfid installed) inert and instant.
 Rooms (lower never import higher): ``errors`` < ``_aot`` (fused kernels) < ``color`` <
 ``difference`` < ``metrics`` <
 ``losses``/``testing`` < ``io`` < ``models`` < ``stress`` < ``evaluate`` < ``gate`` < ``report``
-< ``pytest_plugin``/``train`` < ``cli``.
+< ``pytest_plugin``/``train``/``basicsr`` < ``cli``.
 """
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ _EXPORTS: dict[str, str] = {
         for n in ("judge", "load_thresholds", "load_baseline", "write_baseline", "GateReport", "Thresholds")
     },
     **{n: "colorfid.report" for n in ("write_report", "append_history", "load_history")},
+    # BasicSR / NAFNet-fork integration (python -m colorfid.basicsr -opt x.yml)
+    **{n: "colorfid.basicsr" for n in ("register_basicsr_all",)},
 }
 
 __all__ = [
@@ -126,6 +128,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         linear_rgb_to_xyz, linear_to_srgb, srgb_to_hsv, srgb_to_lab, srgb_to_linear, srgb_to_ycbcr,
         srgb_uint8_to_lab, to_float, xyz_to_lab, xyz_to_linear_rgb,
     )
+    from .basicsr import register_basicsr_all
     from .difference import delta_e_76, delta_e_94, delta_e_2000
     from .evaluate import IdentityModel, Results, evaluate
     from .gate import GateReport, Thresholds, judge, load_baseline, load_thresholds, write_baseline

@@ -47,7 +47,7 @@ def test_cli_without_command_is_a_usage_error(capsys):
 # Lower rooms never import higher ones (DESIGN.md). Rank of each module.
 ORDER = [
     "errors", "_version", "_aot", "color", "difference", "metrics", "losses", "testing", "io", "models",
-    "stress", "evaluate", "gate", "report", "pytest_plugin", "train", "cli",
+    "stress", "evaluate", "gate", "report", "pytest_plugin", "train", "basicsr", "cli",
 ]
 
 
