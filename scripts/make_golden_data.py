@@ -69,6 +69,12 @@ def hsv_to_srgb(h_deg: float, s: float, v: float) -> np.ndarray:
     return np.asarray(colour.HSV_to_RGB([(h_deg % 360.0) / 360.0, s, v]), dtype=np.float64)
 
 
+def hsv_saturation(x: np.ndarray) -> np.ndarray:
+    """HSV saturation (max - min) / max of sRGB-encoded (..., 3); 0 where max == 0."""
+    mx, mn = x.max(-1), x.min(-1)
+    return np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-12), 0.0)
+
+
 def to_u8(x: np.ndarray) -> np.ndarray:
     """Float [0, 1] -> uint8 with round-half-to-even (numpy.rint)."""
     return np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
@@ -124,11 +130,15 @@ class Degradation:
     3. contrast about a pivot: ``y = pivot + contrast * (y - pivot)``
     4. saturation, luma-preserving: ``y = Y + saturation * (y - Y)``,
        ``Y = 0.299 R + 0.587 G + 0.114 B`` (BT.601 luma of the encoded values)
+    4b. chroma roll-off, luma-preserving: ``y = Y + (y - Y) / (1 + chroma_rolloff * n)``,
+       ``n = |y - Y|`` (Euclidean norm over R, G, B): strongly coloured pixels lose more of their
+       chroma than near-neutral ones, as a camera's tone/gamut compression does (0 = off).
+       Inverse: ``y = Y + (y' - Y) / (1 - chroma_rolloff * n')``, ``n' = |y' - Y|``.
     5. sensor noise: ``y += N(0, noise_sigma^2)`` i.i.d. per pixel and channel (encoded units)
     6. clip to [0, 1], quantise to 8 bits (round half to even)
     7. optional JPEG round trip at ``jpeg_quality`` (OpenCV / libjpeg, 4:2:0 chroma)
 
-    Steps 1-4 never clip when ``exposure * max(wb) <= 1`` (the convex combinations in 3-4
+    Steps 1-4b never clip when ``exposure * max(wb) <= 1`` (the convex combinations in 3-4b
     stay inside [0, 1]), so they are exactly invertible; 5-7 are not.
     """
 
@@ -139,14 +149,19 @@ class Degradation:
     noise_sigma: float
     pivot: float = 0.5
     jpeg_quality: int | None = None
+    chroma_rolloff: float = 0.0
 
     def photometric(self, x: np.ndarray) -> np.ndarray:
-        """Steps 1-4 (deterministic, invertible)."""
+        """Steps 1-4b (deterministic, invertible)."""
         lin = srgb_decode(x) * self.exposure * np.asarray(self.wb)
         y = srgb_encode(lin)
         y = self.pivot + self.contrast * (y - self.pivot)
         luma = (y @ _LUMA_601)[..., None]
-        return luma + self.saturation * (y - luma)
+        y = luma + self.saturation * (y - luma)
+        if self.chroma_rolloff:
+            n = np.linalg.norm(y - luma, axis=-1, keepdims=True)
+            y = luma + (y - luma) / (1.0 + self.chroma_rolloff * n)
+        return y
 
     def __call__(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         y = self.photometric(x)
@@ -165,16 +180,41 @@ class Degradation:
             "saturation": self.saturation,
             "noise_sigma": self.noise_sigma,
         }
+        if self.chroma_rolloff:
+            d["chroma_rolloff"] = self.chroma_rolloff
         if self.jpeg_quality is not None:
             d["jpeg_quality"] = self.jpeg_quality
         return d
 
 
-#: The ONE fixed degradation of ``saturated_paint`` (and of the paint scenes in golden/train):
-#: about -0.5 EV, a warm cast, flatter contrast, 0.8 saturation, 2/255 noise, no JPEG.
-PAINT_DEGRADATION = Degradation(
-    exposure=0.70, wb=(1.06, 1.00, 0.88), contrast=0.85, saturation=0.80, noise_sigma=0.008
-)
+#: Per-image degradations of the training rooms (uniform draws): the range a model learns to undo.
+TRAIN_RANGES: dict[str, tuple[float, float]] = {
+    "exposure": (0.60, 0.90),
+    "wb_r": (1.00, 1.10),
+    "wb_b": (0.85, 0.98),
+    "contrast": (0.82, 0.95),
+    "saturation": (0.72, 0.92),
+    "noise_sigma": (0.004, 0.010),
+    "chroma_rolloff": (0.0, 0.6),
+}
+#: Per-image degradations of the held-out ``saturated_paint`` rooms: the exposure and contrast
+#: corrections a model must make lie at the strong end of TRAIN_RANGES or just past it (where the
+#: real washout showed), and so does the warm cast it must neutralise on the near-neutral surfaces
+#: (an under-neutralised cast raises their saturation, which is how a whole-image average hides
+#: washed-out walls); saturation, chroma roll-off and noise are drawn from TRAIN_RANGES.
+PAINT_RANGES: dict[str, tuple[float, float]] = {
+    "exposure": (0.52, 0.64),
+    "wb_r": (1.10, 1.16),
+    "wb_b": (0.78, 0.85),
+    "contrast": (0.76, 0.84),
+    "saturation": (0.72, 0.92),
+    "noise_sigma": (0.004, 0.010),
+    "chroma_rolloff": (0.0, 0.6),
+}
+#: Painted share of the frame (HSV S >= 0.5 surfaces): training rooms that are painted at all,
+#: and the held-out rooms (larger, still a minority, so a whole-image average can hide it).
+PAINT_SHARE_TRAIN = (0.05, 0.15)
+PAINT_SHARE_GATE = (0.15, 0.30)
 
 #: Ranges of the per-image degradations of ``photos`` / ``neutral`` (uniform draws).
 PHOTO_RANGES: dict[str, tuple[float, float]] = {
@@ -212,6 +252,7 @@ def sample_degradation(rng: np.random.Generator, ranges: dict[str, tuple[float, 
         saturation=u("saturation"),
         noise_sigma=u("noise_sigma"),
         jpeg_quality=jpeg,
+        chroma_rolloff=u("chroma_rolloff") if "chroma_rolloff" in ranges else 0.0,
     )
 
 
@@ -376,6 +417,66 @@ def neutral_colour(rng: np.random.Generator, v: tuple[float, float] = (0.45, 0.9
     return hsv_to_srgb(rng.choice([30.0, 40.0, 210.0, 0.0]), rng.uniform(0.0, 0.06), rng.uniform(*v))
 
 
+def interior_wall_colour(rng: np.random.Generator) -> np.ndarray:
+    """Walls of a lived-in interior: off-white, greige or pale warm (HSV S <= 0.14, V 0.72-0.93)."""
+    if rng.uniform() < 0.6:
+        return neutral_colour(rng, (0.78, 0.93))
+    return hsv_to_srgb(rng.uniform(25.0, 48.0), rng.uniform(0.06, 0.14), rng.uniform(0.72, 0.9))
+
+
+def interior_furnishing_colour(rng: np.random.Generator) -> np.ndarray:
+    """Furniture, rugs and doors: wood (S 0.3-0.46, hue 18-38), muted fabric (S 0.12-0.4, any
+    hue) or neutral; never a saturated paint (HSV S < 0.5, so the high-chroma mask of the
+    metrics finds the painted surfaces only)."""
+    k = rng.uniform()
+    if k < 0.4:
+        return hsv_to_srgb(rng.uniform(18.0, 38.0), rng.uniform(0.30, 0.46), rng.uniform(0.35, 0.7))
+    if k < 0.75:
+        return hsv_to_srgb(rng.uniform(0.0, 360.0), rng.uniform(0.12, 0.4), rng.uniform(0.4, 0.85))
+    return neutral_colour(rng, (0.3, 0.85))
+
+
+def _paint_surfaces(rng: np.random.Generator, albedo: np.ndarray, region: np.ndarray,
+                    share: tuple[float, float], primary: str | None) -> float:
+    """Repaint whole surfaces (walls, the accent panel, furniture) in saturated paints until the
+    painted share of the frame lies in ``share`` = (lo, hi); return that share.
+
+    Surfaces are tried in a random order and kept when they do not push the share past ``hi``;
+    the first painted surface takes the ``primary`` hue family, the others random families.
+    Furniture keeps its face shading (the ratio of its albedo to its base colour). If no order
+    reaches ``lo`` the closest one found is used (the share is recorded in set.toml)."""
+    ids = [int(k) for k in np.unique(region) if k >= 0]
+    area = {k: float((region == k).mean()) for k in ids}
+    lo, hi = share
+    best: list[int] = []
+    best_share = 0.0
+    for _ in range(12):
+        chosen: list[int] = []
+        total = 0.0
+        for k in rng.permutation(ids):
+            if total + area[int(k)] <= hi:
+                chosen.append(int(k))
+                total += area[int(k)]
+            if total >= lo:
+                break
+        if abs(total - (lo + hi) / 2) < abs(best_share - (lo + hi) / 2) or not best:
+            best, best_share = chosen, total
+        if lo <= total <= hi:
+            break
+    fams = list(HUE_FAMILIES)
+    for j, k in enumerate(best):
+        fam = primary if (j == 0 and primary) else str(rng.choice(fams))
+        lin = srgb_decode(paint_colour(rng, fam))
+        m = region == k
+        if k >= 4:  # furniture: keep the face shading of the block
+            base = albedo[m]
+            shade = base.max(-1) / max(float(base.max()), 1e-6)
+            albedo[m] = lin * shade[:, None]
+        else:
+            albedo[m] = lin
+    return best_share
+
+
 @dataclass
 class Room:
     """Albedo (linear) and illumination (scalar) fields of a one-point-perspective room,
@@ -399,12 +500,17 @@ def _poly_mask(h: int, w: int, pts: np.ndarray) -> np.ndarray:
     return m.astype(bool)
 
 
-def render_room(rng: np.random.Generator, w: int, h: int, mode: str, primary: str | None) -> np.ndarray:
+def render_room(rng: np.random.Generator, w: int, h: int, mode: str, primary: str | None,
+                paint_share: tuple[float, float] | None = None) -> np.ndarray:
     """An interior-like scene, sRGB-encoded float (h, w, 3).
 
     ``mode="paint"``: walls / accents / furniture in strongly saturated paints (``primary``
     hue family on the back wall); ``mode="neutral"``: greys and off-whites, with a small
-    saturated accent in about half of the scenes.
+    saturated accent in about half of the scenes; ``mode="interior"``: a furnished room as
+    real-estate photographs show it -- off-white / greige walls, wood floors and furniture,
+    muted fabrics (HSV S up to ~0.6, hue mostly warm) -- in which surfaces are repainted in
+    strongly saturated paints (``primary`` first) until the painted share of the frame lies in
+    ``paint_share`` = (lo, hi) (None or (0, 0): no paint). See :func:`_paint_surfaces`.
     """
     H, W = 2 * h, 2 * w
     yy, xx = np.mgrid[0:H, 0:W]
@@ -438,19 +544,28 @@ def render_room(rng: np.random.Generator, w: int, h: int, mode: str, primary: st
             walls[1], walls[2] = walls[2], walls[1]
         accent = paint_colour(rng_col, others[2])
         furniture_fams = [others[3], others[2], primary or others[0]]
+    elif mode == "interior":
+        wall = interior_wall_colour(rng_col)
+        walls = {0: wall, 1: interior_wall_colour(rng_col) if rng_col.uniform() < 0.4 else wall.copy(), 2: wall.copy()}
+        accent = interior_furnishing_colour(rng_col)
+        furniture_fams = []
     else:
         wall = neutral_colour(rng_col, (0.6, 0.92))
         walls = {0: wall, 1: neutral_colour(rng_col, (0.6, 0.92)), 2: wall.copy()}
         accent = neutral_colour(rng_col, (0.35, 0.8))
         furniture_fams = []
     ceiling = neutral_colour(rng_col, (0.86, 0.94))
-    floor_kind = rng_col.choice(["wood", "tiles", "carpet"])
+    floor_kind = rng_col.choice(["wood", "wood", "tiles", "carpet"] if mode == "interior" else ["wood", "tiles", "carpet"])
     if floor_kind == "wood":
         floor = hsv_to_srgb(rng_col.uniform(22, 36), rng_col.uniform(0.35, 0.6), rng_col.uniform(0.45, 0.7))
         if mode == "neutral":
             floor = neutral_colour(rng_col, (0.4, 0.65))
+        elif mode == "interior":  # the same draws, a paler wood: S <= 0.46, below the high-chroma mask
+            floor = hsv_to_srgb(*colour.RGB_to_HSV(floor) * [360.0, 0.7, 1.0])
     elif floor_kind == "tiles":
         floor = neutral_colour(rng_col, (0.55, 0.85))
+    elif mode == "interior":
+        floor = interior_furnishing_colour(rng_col)
     else:
         floor = (
             paint_colour(rng_col, str(rng_col.choice(list(HUE_FAMILIES))))
@@ -488,6 +603,8 @@ def render_room(rng: np.random.Generator, w: int, h: int, mode: str, primary: st
     aht = rng_col.uniform(0.45, 0.85)
     amask = (face == 0) & (bx > ax0) & (bx < ax0 + aw) & (by > 1 - aht)
     albedo[amask] = srgb_decode(accent)
+    region = np.where(face <= 2, face, -1)  # surfaces that may be repainted: 0-2 walls, 3 accent, 4+ furniture
+    region[amask] = 3
 
     # window on the back wall or a side wall: emissive sky, white frame
     emissive = np.zeros((H, W, 3))
@@ -510,6 +627,7 @@ def render_room(rng: np.random.Generator, w: int, h: int, mode: str, primary: st
     frame = (outer & ~inwin) | (inwin & (np.abs(lx - mid) < fw / 2))
     albedo[frame] = srgb_decode(np.array([0.93, 0.93, 0.92]))
     glass = inwin & ~frame
+    region[outer | inwin] = -1
     sky_t = np.clip((ly - wrect[2]) / (wrect[3] - wrect[2]), 0, 1)
     sky_top = srgb_decode(hsv_to_srgb(rng_col.uniform(200, 215), rng_col.uniform(0.18, 0.35), 0.97))
     sky_low = srgb_decode(hsv_to_srgb(rng_col.uniform(195, 210), rng_col.uniform(0.05, 0.15), 0.98))
@@ -522,7 +640,7 @@ def render_room(rng: np.random.Generator, w: int, h: int, mode: str, primary: st
     wcx, wcy = (u[glass].mean(), v[glass].mean()) if glass.any() else (0.5, 0.3)
 
     # furniture: boxes standing on the floor, drawn back to front
-    n_box = int(rng_col.integers(1, 4)) if mode == "paint" else int(rng_col.integers(1, 3))
+    n_box = int(rng_col.integers(1, 4)) if mode == "paint" else int(rng_col.integers(2, 5)) if mode == "interior" else int(rng_col.integers(1, 3))
     boxes = []
     for i in range(n_box):
         bw_ = rng_col.uniform(0.14, 0.32)
@@ -533,6 +651,8 @@ def render_room(rng: np.random.Generator, w: int, h: int, mode: str, primary: st
     for by1, cx, bw_, bh_, i in sorted(boxes):
         if mode == "paint":
             col = paint_colour(rng_col, furniture_fams[i % len(furniture_fams)])
+        elif mode == "interior":
+            col = interior_furnishing_colour(rng_col)
         elif rng_col.uniform() < 0.5 and i == 0:
             col = paint_colour(rng_col, str(rng_col.choice(["red", "blue", "yellow", "teal"])))  # small accent
             bw_, bh_ = bw_ * 0.45, bh_ * 0.5
@@ -557,6 +677,9 @@ def render_room(rng: np.random.Generator, w: int, h: int, mode: str, primary: st
             albedo[m] = lin * shade
             is_emissive[m] = False
             face[m] = 5
+            region[m] = 4 + i
+    if mode == "interior" and paint_share is not None and paint_share[1] > 0:
+        _paint_surfaces(rng_col, albedo, region, paint_share, primary)
 
     # illumination: per-face base, window glow, corner occlusion, vignetting
     base = np.array([0.86, 0.72, 0.80, 0.92, 0.70, 0.95])
@@ -714,12 +837,16 @@ PAINT_SIZE = (288, 192)  # (w, h)
 
 
 def build_saturated_paint(base_seed: int = STRESS_SEED, n: int = 10) -> Iterator[Item]:
+    """Held-out furnished rooms with a painted minority of the frame (PAINT_SHARE_GATE) and
+    per-image degradations from PAINT_RANGES (the strong end of, or just past, TRAIN_RANGES)."""
     for i in range(n):
         rng = rng_for(base_seed, "saturated_paint", i)
         fam = PAINT_PRIMARY_GATE[i % len(PAINT_PRIMARY_GATE)]
-        gt = to_u8(render_room(rng, *PAINT_SIZE, "paint", fam))
-        lq = PAINT_DEGRADATION(from_u8(gt), rng)
-        yield f"room_{i:02d}_{fam}", gt, lq, {"primary": fam}
+        gt = render_room(rng, *PAINT_SIZE, "interior", fam, paint_share=PAINT_SHARE_GATE)
+        gt = to_u8(gt)
+        deg = sample_degradation(rng, PAINT_RANGES)
+        share = round(float((hsv_saturation(from_u8(gt)) >= 0.5).mean()), 4)
+        yield f"room_{i:02d}_{fam}", gt, deg(from_u8(gt), rng), {"primary": fam, "hc_share": share, **deg.as_toml()}
 
 
 def build_photos(base_seed: int = STRESS_SEED) -> Iterator[Item]:
@@ -761,7 +888,9 @@ STRESS_BUILDERS: dict[str, Callable[[], Iterator[Item]]] = {
 }
 
 TRAIN_SIZE = 128  # training pairs are TRAIN_SIZE x TRAIN_SIZE
-TRAIN_COUNTS = {"paint": 32, "neutral_room": 8, "texture": 5, "chart": 12, "photo": 15}
+TRAIN_COUNTS = {"room": 64, "texture": 5, "chart": 12, "photo": 15}
+#: Every fourth training room is repainted: paint is a minority of the images and of their pixels.
+TRAIN_PAINT_EVERY = 4
 
 
 def build_train(base_seed: int = TRAIN_SEED, size: int = TRAIN_SIZE, counts: dict[str, int] | None = None) -> Iterator[Item]:
@@ -770,15 +899,13 @@ def build_train(base_seed: int = TRAIN_SEED, size: int = TRAIN_SIZE, counts: dic
     photographs and textures."""
     counts = dict(TRAIN_COUNTS if counts is None else counts)
     fams = list(HUE_FAMILIES)
-    for i in range(counts.get("paint", 0)):
-        rng = rng_for(base_seed, "train_paint", i)
-        fam = fams[i % len(fams)]
-        gt = to_u8(render_room(rng, size, size, "paint", fam))
-        yield f"paint_{i:03d}", gt, PAINT_DEGRADATION(from_u8(gt), rng), {"primary": fam}
-    for i in range(counts.get("neutral_room", 0)):
-        rng = rng_for(base_seed, "train_neutral", i)
-        gt = to_u8(render_room(rng, size, size, "neutral", None))
-        yield f"neutral_{i:03d}", gt, sample_degradation(rng, NEUTRAL_RANGES)(from_u8(gt), rng), {}
+    for i in range(counts.get("room", 0)):
+        rng = rng_for(base_seed, "train_room", i)
+        painted = i % TRAIN_PAINT_EVERY == TRAIN_PAINT_EVERY - 1
+        fam = fams[(i // TRAIN_PAINT_EVERY) % len(fams)] if painted else None
+        gt = to_u8(render_room(rng, size, size, "interior", fam, paint_share=PAINT_SHARE_TRAIN if painted else None))
+        deg = sample_degradation(rng, TRAIN_RANGES)
+        yield f"{'paint' if painted else 'room'}_{i:03d}", gt, deg(from_u8(gt), rng), {}
     tex = list(TEXTURES_TRAIN.items())
     for i in range(counts.get("texture", 0)):
         rng = rng_for(base_seed, "train_texture", i)
@@ -829,9 +956,11 @@ DESCRIPTIONS = {
         "balance (LQ): colour casts with known truth."
     ),
     "saturated_paint": (
-        "Synthetic interiors with large strongly saturated painted surfaces (blue, green, teal, "
-        "red, yellow) under smooth shading; LQ is one fixed global degradation (darker, flatter, "
-        "warm cast, 0.8 saturation) plus noise: the 'repainted walls' case."
+        "Held-out furnished rooms (off-white walls, wood, muted fabrics) in which strongly saturated "
+        "paint covers a minority of the frame (walls, a door, furniture); LQ: per-image exposure, "
+        "white balance, contrast, saturation and chroma roll-off at the strong end of the training "
+        "pairs' range or just past it, plus noise: the 'repainted walls' case, where a "
+        "whole-image saturation average hides the washout."
     ),
     "photos": (
         "Photographs bundled with scikit-image (GT, resized) and a realistic 'before' (exposure, "
@@ -875,14 +1004,14 @@ def set_toml(name: str, metas: dict[str, dict[str, Any]]) -> str:
         "",
     ]
     if name == "saturated_paint":
-        lines.append("[degradation]")
-        lines.append('kind = "fixed"')
-        lines.append(
-            'steps = "lin = decode(x)*exposure*wb; y = encode(clip(lin,0,1)); y = pivot + contrast*(y - pivot); '
-            'y = Y + saturation*(y - Y) with Y = 0.299R+0.587G+0.114B; y += N(0, noise_sigma^2); clip; round to 8 bits"'
-        )
-        for k, v in PAINT_DEGRADATION.as_toml().items():
-            lines.append(f"{k} = {_toml_value(v)}")
+        lines += ["[degradation]", 'kind = "per_image"',
+                  'steps = "lin = decode(x)*exposure*wb; y = encode(clip(lin,0,1)); y = pivot + contrast*(y - pivot); '
+                  'y = Y + saturation*(y - Y) with Y = 0.299R+0.587G+0.114B; y = Y + (y - Y)/(1 + chroma_rolloff*|y - Y|); '
+                  'y += N(0, noise_sigma^2); clip; round to 8 bits"',
+                  "# uniform ranges the per-image values were drawn from (the training rooms: train_*_range)"]
+        lines += [f"{k}_range = {_toml_value(list(v))}" for k, v in PAINT_RANGES.items()]
+        lines += [f"train_{k}_range = {_toml_value(list(v))}" for k, v in TRAIN_RANGES.items()]
+        lines.append(f"paint_share_range = {_toml_value(list(PAINT_SHARE_GATE))}")
         lines.append("")
     elif name == "colorchecker":
         lines += [

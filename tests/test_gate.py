@@ -9,6 +9,7 @@ is its exact inverse, written here from the table, not from colorfid code).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -346,15 +347,20 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
 
 
 class RestoreSaturatedPaint(nn.Module):
-    """The exact inverse of saturated_paint's documented [degradation] (noise and 8-bit rounding
-    aside): undo saturation about BT.601 luma, undo contrast about the pivot, decode sRGB, divide
-    by exposure x white balance, encode. The sRGB transfer is written out here (IEC 61966-2-1)
-    so the model shares no code with the gate it is tested by."""
+    """The exact inverse of each saturated_paint image's documented [degradation.images.<stem>]
+    (noise and 8-bit rounding aside): undo the chroma roll-off and the saturation about BT.601
+    luma, undo contrast about the pivot, decode sRGB, divide by exposure x white balance, encode.
+    The image is recognised by its exact input bytes (the LQ file as 8-bit / 255, what
+    colorfid.io reads). The sRGB transfer is written out here (IEC 61966-2-1) so the model
+    shares no code with the gate it is tested by."""
 
-    def __init__(self, deg: dict) -> None:
+    def __init__(self, stress_set) -> None:
         super().__init__()
-        self.gain = [float(deg["exposure"]) * float(w) for w in deg["wb"]]
-        self.contrast, self.pivot, self.sat = float(deg["contrast"]), float(deg["pivot"]), float(deg["saturation"])
+        self.params = {}
+        for p in stress_set.pairs:
+            lq = np.asarray(Image.open(p.lq).convert("RGB"), dtype=np.float32) / 255.0
+            key = hashlib.sha256(np.ascontiguousarray(lq.transpose(2, 0, 1)).tobytes()).hexdigest()
+            self.params[key] = stress_set.degradation["images"][p.name]
 
     @staticmethod
     def _decode(v):
@@ -364,12 +370,22 @@ class RestoreSaturatedPaint(nn.Module):
     def _encode(v):
         return torch.where(v <= 0.0031308, v * 12.92, 1.055 * v.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
+    def _invert(self, y: torch.Tensor, d: dict) -> torch.Tensor:
+        gain = torch.tensor([float(d["exposure"]) * float(w) for w in d["wb"]], dtype=y.dtype).view(1, 3, 1, 1)
         Y = _luma(y)
-        y = Y + (y - Y) / self.sat
-        y = self.pivot + (y - self.pivot) / self.contrast
-        lin = self._decode(y.clamp(0, 1)) / torch.tensor(self.gain, dtype=y.dtype).view(1, 3, 1, 1)
+        n = ((y - Y) ** 2).sum(1, keepdim=True).sqrt()
+        y = Y + (y - Y) / (1 - float(d.get("chroma_rolloff", 0.0)) * n)
+        y = Y + (y - Y) / float(d["saturation"])
+        y = float(d["pivot"]) + (y - float(d["pivot"])) / float(d["contrast"])
+        lin = self._decode(y.clamp(0, 1)) / gain
         return self._encode(lin.clamp(0, 1))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        out = []
+        for im in y:
+            key = hashlib.sha256(im.detach().float().contiguous().numpy().tobytes()).hexdigest()
+            out.append(self._invert(im[None], self.params[key])[0])
+        return torch.stack(out)
 
 
 class Desaturate(nn.Module):
@@ -391,9 +407,9 @@ def paint_results(tmp_path_factory):
     from colorfid.stress import bundled_set
 
     s = bundled_set("saturated_paint")
-    assert s.degradation.get("kind") == "fixed"
+    assert s.degradation.get("kind") == "per_image"
     cache = tmp_path_factory.mktemp("cache")
-    restore = RestoreSaturatedPaint(s.degradation)
+    restore = RestoreSaturatedPaint(s)
     models = {"identity": "identity", "desaturating": Desaturate(restore, 0.8), "restoring": restore}
     return {k: evaluate(m, [s], cache_dir=cache, progress=False) for k, m in models.items()}
 
