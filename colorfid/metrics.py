@@ -47,22 +47,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .color import (
-    _REDUCED,
-    _above,
-    _below,
-    _check_float,
-    _channel_dim,
-    _nonzero,
-    _pick,
-    check_srgb,
-    chroma,
-    hsv_saturation,
-    safe_hypot,
-    srgb_to_lab,
-)
 from . import _aot, _heap
-from .difference import _ciede2000, delta_e_76, delta_e_94, delta_e_2000
+from ._select import above, below, nonzero, where
+from ._tensors import REDUCED, channel_dim, check_float, reduce
+from .color import check_srgb, chroma, hsv_saturation, safe_hypot, srgb_to_lab
+from .difference import ciede2000, delta_e_76, delta_e_94, delta_e_2000
 from .errors import ConfigError, DTypeError, KernelError, RangeError, ShapeError, UnknownNameError, UsageError
 
 __all__ = [
@@ -271,8 +260,8 @@ def _image(x: Tensor, name: str) -> Tensor:
         raise DTypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if x.dim() < 3:
         raise ShapeError(f"{name}: expected an image (..., 3, H, W), got shape {tuple(x.shape)}")
-    _channel_dim(x, -3, name)
-    _check_float(x, name)
+    channel_dim(x, -3, name)
+    check_float(x, name)
     return x
 
 
@@ -674,11 +663,11 @@ def hue_angle_delta(ab_pred: Tensor, ab_target: Tensor, *, dim: int = -3) -> Ten
             )
         ap, bp = ab_pred.unbind(dim)[n - 2 :]
         at, bt = ab_target.unbind(dim)[n - 2 :]
-        zp, zt = _nonzero(ap.abs() + bp.abs()), _nonzero(at.abs() + bt.abs())
-        ap, bp = _pick(zp, ap, torch.ones_like(ap)), bp * zp  # zero chroma: hue 0, i.e. (1, 0)
-        at, bt = _pick(zt, at, torch.ones_like(at)), bt * zt
+        zp, zt = nonzero(ap.abs() + bp.abs()), nonzero(at.abs() + bt.abs())
+        ap, bp = where(zp, ap, torch.ones_like(ap)), bp * zp  # zero chroma: hue 0, i.e. (1, 0)
+        at, bt = where(zt, at, torch.ones_like(at)), bt * zt
         d = torch.atan2(at * bp - bt * ap, at * ap + bt * bp) * (180.0 / math.pi)
-        return d + 360.0 * (1.0 - _above(d, -180.0))  # -180 -> +180
+        return d + 360.0 * (1.0 - above(d, -180.0))  # -180 -> +180
 
 
 def _hue_delta(
@@ -771,18 +760,8 @@ def _pair_batched(pred: Tensor, target: Tensor, func: str) -> tuple[Tensor, Tens
     _image(target, f"{func}: target")
     _same_shape(pred, target, func)
     dtype = torch.promote_types(pred.dtype, target.dtype)
-    work = torch.float32 if dtype in _REDUCED else dtype
+    work = torch.float32 if dtype in REDUCED else dtype
     return pred.to(work), target.to(work), dtype
-
-
-def _reduce(x: Tensor, reduction: str, func: str) -> Tensor:
-    if reduction == "none":
-        return x
-    if reduction == "mean":
-        return x.mean()
-    if reduction == "sum":
-        return x.sum()
-    raise UnknownNameError(f"{func}: unknown reduction {reduction!r}; known: none, mean, sum")
 
 
 def _psnr_from_mse(mse: Tensor, data_range: float) -> Tensor:
@@ -822,7 +801,7 @@ def psnr(
         else:
             mse = num.sum(dim=-1) / (3.0 * den[..., 0])
     out = _psnr_from_mse(mse, data_range)
-    return _reduce(out, reduction, "psnr").to(dtype)
+    return reduce(out, reduction, "psnr").to(dtype)
 
 
 def _gaussian_window(win_size: int, sigma: float) -> list[float]:
@@ -1020,7 +999,7 @@ def ssim(
     per_plane = _ssim_planes(pred.reshape(-1, h, w), target.reshape(-1, h, w), m, win_size, sigma,
                              (k1 * data_range) ** 2, (k2 * data_range) ** 2, pred.dtype)
     out = per_plane.reshape(*lead, 3).mean(dim=-1)
-    return _reduce(out, reduction, "ssim").to(dtype)
+    return reduce(out, reduction, "ssim").to(dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1165,16 +1144,16 @@ def _pixel_terms(
     acc = _acc_dtype(x.device)
     sp, st = hsv_saturation(x, dim=0, check=False), hsv_saturation(t, dim=0, check=False)
     vx, vt = x.amax(dim=0), t.amax(dim=0)
-    grey = 1.0 - _above(vx - x.amin(dim=0), tol)
-    colourful = _above(vt - t.amin(dim=0), tol)
-    hc = 1.0 - _below(st, hc_s)
+    grey = 1.0 - above(vx - x.amin(dim=0), tol)
+    colourful = above(vt - t.amin(dim=0), tol)
+    hc = 1.0 - below(st, hc_s)
     lp, lt = srgb_to_lab(x, dim=0, check=False), srgb_to_lab(t, dim=0, check=False)
-    de = _ciede2000(*lp.unbind(0), *lt.unbind(0), 1.0, 1.0, 1.0)
+    de = ciede2000(*lp.unbind(0), *lt.unbind(0), 1.0, 1.0, 1.0)
     cp, ct = safe_hypot(lp[1], lp[2]), safe_hypot(lt[1], lt[2])
-    ccf = 1.0 - _below(ct, hc_c)
-    hue_sel = hc * (1.0 - _below(ct, floor))
+    ccf = 1.0 - below(ct, hc_c)
+    hue_sel = hc * (1.0 - below(ct, floor))
     dh = hue_angle_delta(lp, lt, dim=0)
-    pred_low = _below(cp, floor)
+    pred_low = below(cp, floor)
     if valid is not None:
         hc, hue_sel, ccf, grey, colourful = (v * valid for v in (hc, hue_sel, ccf, grey, colourful))
     sums = torch.stack([
@@ -1192,7 +1171,7 @@ class _PixelKernel(torch.nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, thr: Tensor) -> tuple[Tensor, ...]:
         hc_s, tol, hc_c, floor, n = thr.unbind(0)
-        valid = _below(torch.arange(x.shape[-1], dtype=x.dtype, device=x.device), n)
+        valid = below(torch.arange(x.shape[-1], dtype=x.dtype, device=x.device), n)
         return _pixel_terms(x, t, (hc_s, tol, hc_c, floor), valid)
 
 
@@ -1205,7 +1184,7 @@ def _ssim_strip_sums(x: Tensor, y: Tensor, consts: Tensor) -> Tensor:
     first ``consts[2]`` output rows of a strip (P, rows + 10, W); ``consts[:2]`` = (C1, C2)."""
     c1, c2, n = consts.unbind(0)
     s = _ssim_terms(x, y, None, _G11, c1, c2)  # type: ignore[arg-type]
-    rows = _below(torch.arange(s.shape[-2], dtype=s.dtype, device=s.device), n)
+    rows = below(torch.arange(s.shape[-2], dtype=s.dtype, device=s.device), n)
     return (s.sum(dim=-1) * rows).sum(dim=-1)
 
 
