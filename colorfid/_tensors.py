@@ -55,7 +55,7 @@ def finish(y: Tensor, dtype: torch.dtype) -> Tensor:
 def check_reduction(reduction: str, owner: str) -> str:
     """``reduction`` if it is one of :data:`REDUCTIONS`, else UnknownNameError naming ``owner``."""
     if reduction not in REDUCTIONS:
-        raise UnknownNameError(f"{owner}: unknown reduction {reduction!r}; known: {', '.join(REDUCTIONS)}")
+        raise UnknownNameError(f"{owner}: unknown reduction {reduction!r}; known: {list(REDUCTIONS)}")
     return reduction
 
 

@@ -32,7 +32,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     mps = getattr(torch.backends, "mps", None)
     print(f"mps      {'yes' if mps is not None and mps.is_available() else 'no'}")
     print(f"threads  {torch.get_num_threads()}")
-    from . import _aot, metrics  # noqa: F401 - metrics registers its kernels
+    from . import _aot
 
     print(f"kernels  {_aot.describe()}")
     return 0
@@ -218,7 +218,8 @@ _ADDERS.insert(1, _add_demo)
 
 def _cmd_kernels(args: argparse.Namespace) -> int:
     """``colorfid kernels [status|build|clear]``: the fused CPU kernels of colorfid._aot."""
-    from . import _aot, metrics  # noqa: F401 - metrics registers its kernels
+    from . import _aot
+    from .metrics import metric_kernels
 
     if args.action == "build":
         import torch
@@ -240,7 +241,7 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
     for st in _aot.status():
         state = f"built ({st['bytes'] / 1e6:.1f} MB)" if st["built"] else "not built"
         print(f"  {st['name']:<22} {state:<16} {st['description']}")
-    used = metrics.metric_kernels()
+    used = metric_kernels()
     print(f"image_metrics (float64, CPU) runs: {used}" + ("" if used == "fused" else "  -> `colorfid kernels build` to fuse it"))
     return 0
 
