@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..errors import ColorfidWarning, ConfigError
+from ..losses.pixel import PIXEL_LOSSES
 
 __all__ = [
     "load_options",
@@ -89,7 +90,7 @@ SUPPORTED_SCHEDULERS: tuple[str, ...] = (
     "MultiStepRestartLR",
 )
 #: BasicSR / NAFNet loss names the trainer accepts in ``*_opt`` besides colorfid's own losses.
-BASICSR_LOSSES: tuple[str, ...] = ("L1Loss", "MSELoss", "CharbonnierLoss", "PSNRLoss")
+BASICSR_LOSSES: tuple[str, ...] = tuple(PIXEL_LOSSES)
 _AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 _DEFAULT_BEST_METRICS = ["de00_p95", "sat_ratio_hc", "psnr"]
 

@@ -66,7 +66,8 @@ from ..errors import (
     UnknownNameError,
     UsageError,
 )
-from .options import BASICSR_LOSSES, load_options, options_to_yaml_dict
+from ..losses.pixel import PIXEL_LOSSES, CharbonnierLoss, L1Loss, MSELoss, PSNRLoss
+from .options import load_options, options_to_yaml_dict
 
 __all__ = [
     "Trainer",
@@ -217,96 +218,12 @@ def build_scheduler(optimizer: torch.optim.Optimizer, spec: Mapping[str, Any] | 
                            "TrueCosineAnnealingLR, MultiStepLR, MultiStepRestartLR")
 
 
-# =============================================================================================
-# BasicSR / NAFNet pixel losses (the colour losses live in colorfid.losses)
-# =============================================================================================
-
-
-class _BasicLoss(nn.Module):
-    def __init__(self, loss_weight: float = 1.0, reduction: str = "mean") -> None:
-        super().__init__()
-        if reduction not in ("none", "mean", "sum"):
-            raise UnknownNameError(f"{type(self).__name__}: unknown reduction {reduction!r}; known: none, mean, sum")
-        self.loss_weight = float(loss_weight)
-        self.reduction = reduction
-
-    def _reduce(self, m: Tensor, weight: Tensor | None) -> Tensor:
-        if weight is not None:
-            m = m * weight
-            if self.reduction == "mean":
-                return m.sum() / weight.expand_as(m).sum().clamp_min(1e-12)
-        if self.reduction == "mean":
-            return m.mean()
-        if self.reduction == "sum":
-            return m.sum()
-        return m
-
-
-class L1Loss(_BasicLoss):
-    """BasicSR ``L1Loss``: ``loss_weight * mean(|pred - target|)``."""
-
-    def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None, **kwargs: Any) -> Tensor:
-        return self.loss_weight * self._reduce((pred - target).abs(), weight)
-
-
-class MSELoss(_BasicLoss):
-    """BasicSR ``MSELoss``: ``loss_weight * mean((pred - target)^2)``."""
-
-    def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None, **kwargs: Any) -> Tensor:
-        return self.loss_weight * self._reduce((pred - target) ** 2, weight)
-
-
-class CharbonnierLoss(_BasicLoss):
-    """BasicSR ``CharbonnierLoss``: ``loss_weight * mean(sqrt((pred - target)^2 + eps))``, eps 1e-12
-    (P. Charbonnier et al., "Two deterministic half-quadratic regularization algorithms", ICIP 1994)."""
-
-    def __init__(self, loss_weight: float = 1.0, reduction: str = "mean", eps: float = 1e-12) -> None:
-        super().__init__(loss_weight, reduction)
-        self.eps = float(eps)
-
-    def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None, **kwargs: Any) -> Tensor:
-        return self.loss_weight * self._reduce(torch.sqrt((pred - target) ** 2 + self.eps), weight)
-
-
-class PSNRLoss(nn.Module):
-    """NAFNet's ``PSNRLoss``: ``loss_weight * 10/ln(10) * mean_n log(MSE_n + 1e-8)`` = -PSNR(dB) (+const).
-
-    ``toY=True`` compares BT.601 luma (``colorfid.color.srgb_to_ycbcr(y_only=True)``, studio
-    range, as NAFNet's coefficients 65.481/128.553/24.966 + 16). Only ``reduction="mean"``.
-    """
-
-    def __init__(self, loss_weight: float = 1.0, reduction: str = "mean", toY: bool = False) -> None:
-        super().__init__()
-        if reduction != "mean":
-            raise ConfigError(f"PSNRLoss: reduction must be 'mean' (as NAFNet's), got {reduction!r}")
-        self.loss_weight = float(loss_weight)
-        self.scale = 10.0 / math.log(10.0)
-        self.toY = bool(toY)
-
-    def forward(self, pred: Tensor, target: Tensor, weight: Tensor | None = None, **kwargs: Any) -> Tensor:
-        if weight is not None:
-            raise ConfigError("PSNRLoss: an element-wise weight is not supported")
-        if self.toY:
-            from ..color import srgb_to_ycbcr
-
-            pred = srgb_to_ycbcr(pred, y_only=True, check=False)
-            target = srgb_to_ycbcr(target, y_only=True, check=False)
-        mse = ((pred - target) ** 2).flatten(1).mean(dim=1)
-        return self.loss_weight * self.scale * torch.log(mse + 1e-8).mean()
-
-
-_TRAIN_LOSSES: dict[str, type[nn.Module]] = {
-    "L1Loss": L1Loss, "MSELoss": MSELoss, "CharbonnierLoss": CharbonnierLoss, "PSNRLoss": PSNRLoss,
-}
-assert tuple(_TRAIN_LOSSES) == BASICSR_LOSSES
-
-
 def known_losses() -> dict[str, type[nn.Module]]:
     """Every loss ``*_opt.type`` may name: colorfid.losses' and BasicSR's pixel losses."""
     from ..losses import BASICSR_LOSSES as colour_losses
 
     out = dict(colour_losses)
-    out.update(_TRAIN_LOSSES)
+    out.update(PIXEL_LOSSES)
     return out
 
 
