@@ -170,7 +170,7 @@ def _results_dict(obj: Any, what: str = "results") -> tuple[dict[str, Any], Path
 
     Validated with :meth:`colorfid.evaluate.Results.from_dict` (ConfigError naming the key).
     """
-    from .evaluate import Results  # noqa: PLC0415 - report sits above evaluate
+    from .results import Results  # noqa: PLC0415
 
     source: Path | None = None
     if isinstance(obj, (str, os.PathLike)):

@@ -52,12 +52,13 @@ from .fused import metric_kernels
 from .health import health_flags
 from .image import image_metrics
 from .protocol import MetricProtocol
-from .registry import METRICS, METRICS_VERSION, MetricSpec, badness, get_metric
+from .registry import COLOR_PIPELINE, METRICS, METRICS_VERSION, MetricSpec, badness, get_metric
 from .statistics import percentile, summarize
 from .structural import MS_SSIM_WEIGHTS, ms_ssim, psnr, ssim, ssim_map
 
 __all__ = [
     "METRICS_VERSION",
+    "COLOR_PIPELINE",
     "MetricProtocol",
     "MetricSpec",
     "METRICS",

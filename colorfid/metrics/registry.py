@@ -10,12 +10,17 @@ from typing import Any, Literal
 
 from ..errors import ConfigError, UnknownNameError
 
-__all__ = ["METRICS_VERSION", "Direction", "MetricSpec", "METRICS", "get_metric", "badness"]
+__all__ = ["METRICS_VERSION", "COLOR_PIPELINE", "Direction", "MetricSpec", "METRICS", "get_metric", "badness"]
 
 
 #: Version of the metric definitions below; stored in results files (``protocol.metrics_version``).
 #: Bump it whenever a number :func:`~colorfid.metrics.image_metrics` returns would change for the same images.
 METRICS_VERSION = 1
+#: The colour pipeline the metrics use, recorded in every results protocol.
+COLOR_PIPELINE = (
+    "sRGB (IEC 61966-2-1) -> linear -> XYZ (D65, Y=1) -> CIELAB (CIE 015:2018, D65 2deg); "
+    "dE = CIEDE2000 (Sharma et al. 2005)"
+)
 
 Direction = Literal["lower", "higher", "target"]
 

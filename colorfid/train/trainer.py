@@ -1330,9 +1330,9 @@ def _load_thresholds(spec: Path | Mapping[str, Any] | str, source: str) -> Any:
 
 def _merge_shards(parts: Sequence[Mapping[str, Any]], sets: Sequence[Any]) -> Any:
     """Merge per-rank results of sharded sets back into one Results in the sets' image order."""
-    from .. import evaluate as ev
+    from ..results import Results, aggregate_metric, worst_images
 
-    results = [ev.Results.from_dict(p, source="validation shard") for p in parts]
+    results = [Results.from_dict(p, source="validation shard") for p in parts]
     merged_sets: dict[str, dict[str, Any]] = {}
     for s in sets:
         shards = [r.sets[s.name] for r in results if s.name in r.sets]
@@ -1347,12 +1347,12 @@ def _merge_shards(parts: Sequence[Mapping[str, Any]], sets: Sequence[Any]) -> An
                     names.append(k)
         d = dict(shards[0])
         d["images"] = images
-        d["aggregate"] = {k: ev._aggregate(k, [im["metrics"].get(k) for im in images]) for k in names}
+        d["aggregate"] = {k: aggregate_metric(k, [im["metrics"].get(k) for im in images]) for k in names}
         proto = d.get("protocol") or {}
-        d["worst"] = ev._worst_list(images, int(proto.get("worst_k", 3)))
+        d["worst"] = worst_images(images, int(proto.get("worst_k", 3)))
         merged_sets[s.name] = d
     first = results[0]
-    return ev.Results(provenance=dict(first.provenance), protocol=dict(first.protocol), sets=merged_sets,
+    return Results(provenance=dict(first.provenance), protocol=dict(first.protocol), sets=merged_sets,
                       created=first.created)
 
 
