@@ -11,10 +11,11 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ._version import __version__
-from .errors import ColorfidError, exit_status
+from .errors import ColorfidError, UsageError, exit_status
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -47,6 +48,92 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 _ADDERS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info]
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    """``colorfid report``: saved results and/or checkpoints -> one report (exit 0; 2 on usage errors).
+
+    * ``results`` (JSON files, oldest first) and ``checkpoint`` (evaluated here with
+      :func:`colorfid.evaluate.evaluate` on ``sets``, their results saved under
+      ``<out>/checkpoints/``) together form the checkpoints of the report; the last is detailed.
+    * Gate: ``--config`` names a thresholds file; otherwise the one
+      :func:`colorfid.gate.find_thresholds` finds is used when it applies to these results
+      (a warning says why not otherwise); ``--no-gate`` switches the verdicts off.
+    * ``--baseline``: a results JSON (values and baseline outputs) or a gate baseline JSON.
+    * ``--history``: read for the trends; with ``--append-history`` the checkpoints of this
+      run are appended to it (the last one with its gate verdict).
+    """
+    from . import gate as _gate
+    from .evaluate import evaluate
+    from .report import append_history, load_history, write_report
+    from .report.cards import slug
+    from .report.inputs import as_base
+    from .results import Results
+
+    if not args.results and not args.checkpoint:
+        raise UsageError("give results JSON files (colorfid report results.json ...) or --checkpoint a.pth b.pth ...")
+    out = Path(args.out)
+
+    th = None
+    explicit = args.config is not None
+    if not args.no_gate:
+        found = Path(args.config) if explicit else _gate.find_thresholds()
+        th = _gate.load_thresholds(found) if found is not None else None
+
+    base_obj: Any = None
+    gate_base = None
+    if args.baseline is not None:
+        base_run = as_base(args.baseline)
+        base_obj = args.baseline
+        if base_run.data.get("schema") == "colorfid.results":
+            gate_base = _gate.Baseline.from_results(base_run.data)
+        else:
+            gate_base = _gate.load_baseline(args.baseline)
+    elif th is not None and th.baseline is not None:
+        gate_base = _gate.load_baseline(th.baseline, allow_missing=True)
+        base_obj = gate_base
+
+    runs: list[Any] = [Results.load(p) for p in args.results]
+    if args.checkpoint:
+        sets = list(args.sets) if args.sets else (list(th.stress_sets) if th is not None and th.stress_sets else None)
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        for ckpt in args.checkpoint:
+            print(f"colorfid report: evaluating {ckpt}", file=sys.stderr)
+            res = evaluate(
+                ckpt, sets, protocol=th.protocol if th is not None else None, device=args.device,
+                tile=args.tile, cache_dir=args.cache, progress=None,
+            )
+            res.save(out / "checkpoints" / f"{slug(Path(ckpt).stem)}.json")
+            runs.append(res)
+
+    verdict = None
+    if th is not None:
+        try:
+            verdict = _gate.judge(runs[-1], th, gate_base)
+        except UsageError as exc:
+            if explicit:
+                raise
+            print(f"colorfid report: no verdicts ({th.source} does not apply: {exc})", file=sys.stderr)
+
+    hist: list[dict[str, Any]] = []
+    if args.history is not None and Path(args.history).exists():
+        hist = load_history(args.history)
+    index = write_report(
+        runs, out, gate_report=verdict, baseline=base_obj, history=hist, worst_k=args.worst_k,
+        metric=args.metric, full_size=args.full_size,
+    )
+    if args.history is not None and args.append_history:
+        known = {((h.get("provenance") or {}).get("checkpoint_sha256"), h.get("created")) for h in hist}
+        for i, r in enumerate(runs):
+            key = (r.provenance.get("checkpoint_sha256"), r.created)
+            if key[0] is not None and key in known:
+                continue  # already recorded
+            append_history(args.history, r, verdict if i == len(runs) - 1 else None)
+    print(index)
+    if verdict is not None:
+        failed = sum(1 for r in verdict.rows if r.failed)
+        print(f"gate: {'PASS' if verdict.passed else 'FAIL'} ({failed} of {len(verdict.rows)} checks failed)")
+    return 0
+
+
 def _add_report(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
@@ -70,12 +157,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, default=None, help="tile size for --checkpoint inference")
     p.add_argument("--cache", default=None, metavar="DIR", help="output cache folder for --checkpoint")
 
-    def _run(args: argparse.Namespace) -> int:
-        from .report import run_cli
-
-        return run_cli(args)
-
-    p.set_defaults(handler=_run)
+    p.set_defaults(handler=_cmd_report)
 
 
 _ADDERS.append(_add_report)
