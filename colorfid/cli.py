@@ -1,9 +1,10 @@
 """The ``colorfid`` command line.
 
-Subcommands: ``info`` (versions, devices), and the ones later rooms add
-(``eval``, ``report``, ``train``, ``demo``, ``kernels``). Exit codes: 0 success / gate passed,
-1 gate failed, 2 usage error (a :class:`colorfid.errors.UsageError` or bad arguments).
-Each subcommand imports its room lazily, so ``colorfid --version`` stays instant.
+Every subcommand's parser and handler: ``info`` (versions, devices), ``eval``, ``report``,
+``train`` (also ``python -m colorfid.train``, :func:`train_main`), ``demo``, ``kernels``. Exit
+codes: 0 success / gate passed, 1 gate failed, 2 usage error (a
+:class:`colorfid.errors.UsageError` or bad arguments), 3 training stopped. Each handler imports
+its room lazily, so ``colorfid --version`` stays instant.
 """
 
 from __future__ import annotations
@@ -248,6 +249,33 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 _ADDERS.append(_add_eval)
 
 
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    """The trainer's options (``colorfid train`` and ``python -m colorfid.train``)."""
+    p.add_argument("-opt", "--opt", dest="opt", required=True, metavar="OPTIONS.yml",
+                   help="options file in the NAFNet/BasicSR YAML layout")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", metavar="STATE", default=None,
+                   help="continue exactly from a training state (training_states/{iter}.state)")
+    g.add_argument("--auto-resume", "--auto_resume", dest="auto_resume", action="store_true", default=None,
+                   help="resume from the newest state of this experiment if there is one")
+    g.add_argument("--finetune", metavar="CKPT", default=None,
+                   help="start from these weights with a fresh optimiser and schedule at iteration 0")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU if available)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar (log lines only)")
+    p.add_argument("--launcher", default=None, help=argparse.SUPPRESS)  # BasicSR habit; torchrun sets env
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """``colorfid train``: errors propagate (the callers map them to exit codes)."""
+    from .train.trainer import train
+
+    train(args.opt, resume=args.resume, auto_resume=args.auto_resume, finetune=args.finetune,
+          device=args.device, progress=args.progress)
+    return 0
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -258,16 +286,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "DDP: torchrun --nproc_per_node N -m colorfid.train -opt options.yml. Exit 0 done, "
         "2 usage/configuration error, 3 training stopped (too many non-finite steps).",
     )
-    from .train.__main__ import add_arguments
+    _train_arguments(p)
+    p.set_defaults(handler=_cmd_train)
 
-    add_arguments(p)
 
-    def _run(args: argparse.Namespace) -> int:
-        from .train.__main__ import run
-
-        return run(args)
-
-    p.set_defaults(handler=_run)
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m colorfid.train`` (also under ``torchrun``): ``colorfid train`` as a module."""
+    parser = argparse.ArgumentParser(prog="python -m colorfid.train", description="Train NAFNet with colorfid losses.")
+    _train_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return _cmd_train(args)
+    except ColorfidError as exc:
+        return exit_status("colorfid train", exc)
 
 
 _ADDERS.append(_add_train)
