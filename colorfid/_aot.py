@@ -3,15 +3,15 @@
 Why
 ---
 Eager PyTorch evaluates a per-pixel formula as one pass over memory per operation: the metric
-pipeline of :func:`colorfid.metrics.image_metrics` is ~500 such passes per image, which on a
-2-core CPU cost ~17 % of a width-16 NAFNet's inference. ``torch.compile`` fuses them, but pays
-4-55 s per process before the first image (Dynamo tracing, Inductor's cache). AOTInductor
-(``torch.export`` + ``torch._inductor.aoti_compile_and_package``, PyTorch >= 2.6) compiles the
-very same Python functions once into a shared library; a later process loads it in a few
-milliseconds through ``torch._C._aoti.AOTIModelPackageLoader`` (the C++ loader behind
-``torch._inductor.aoti_load_package``, without the 3 s import of Dynamo that the Python wrapper
-costs). Nothing here is a second implementation of a formula: a kernel is a trace of the
-functions in :mod:`colorfid.color`, :mod:`colorfid.difference` and :mod:`colorfid.metrics`.
+pipeline of :func:`colorfid.metrics.image_metrics` is hundreds of such passes per image.
+``torch.compile`` fuses them, but pays its tracing and compilation in every process before the
+first image. AOTInductor (``torch.export`` + ``torch._inductor.aoti_compile_and_package``,
+PyTorch >= 2.6) compiles the very same Python functions once into a shared library, which a
+later process loads through ``torch._C._aoti.AOTIModelPackageLoader`` (the C++ loader behind
+``torch._inductor.aoti_load_package``, without importing Dynamo). Nothing here is a second
+implementation of a formula: a kernel is a trace of the functions in :mod:`colorfid.color`,
+:mod:`colorfid.difference` and :mod:`colorfid.metrics` (the README's Performance section has
+the timings).
 
 How it is used
 --------------
@@ -19,7 +19,7 @@ How it is used
   two); the queries below import the :data:`PROVIDERS` first.
 * ``colorfid kernels build`` (or :func:`build`) compiles every registered kernel into the kernel
   folder, each checked against the eager function on its example inputs before it is kept
-  (a C++ compiler is needed; ~100 s on 2 cores, once per machine and colorfid/torch version).
+  (a C++ compiler is needed; once per machine and colorfid/torch version).
 * :func:`get` returns a loaded kernel, or ``None`` when it is not built, is stale, is disabled or
   cannot be loaded (then a :class:`~colorfid.errors.ColorfidWarning` says why, once): callers
   fall back to the eager path, which stays the exact reference.

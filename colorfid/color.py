@@ -242,7 +242,7 @@ def _const(name: str, values: list, dtype: torch.dtype, device: torch.device) ->
 def _apply_matrix(x: Tensor, m: list[list[float]], d: int) -> Tensor:
     """Multiply the 3-vectors along dim ``d`` by a 3x3 matrix.
 
-    A (3, N) block (the chunks of :func:`_pixelwise`) goes through one ``mm`` (2-3x faster than
+    A (3, N) block (the chunks of :func:`_pixelwise`) goes through one ``mm`` (faster than
     nine scalar multiply-adds); other layouts use the multiply-adds, with the matrix kept in Python
     floats (no dtype/device traffic). Both are the same sums of three products.
     """

@@ -31,7 +31,7 @@ Numerical notes on CIEDE2000
 * float32 inputs are computed in mixed precision (float64 where ΔE inherits the rounding with
   weight ~1, float32 for G, R_T and S_L's root) and rounded once: within 3e-5 of the float64
   result on the same inputs, ~3e-7 relative (tests/test_difference.py). Subnormal float32
-  intermediates, which cost a CPU ~100x, are kept out by clamps invisible at float32 precision.
+  intermediates, which are very slow on CPUs, are kept out by clamps invisible at float32 precision.
 * Gradients: square roots, divisions and the final norm are "double-where" guarded (gradient 0
   at their singular points, never NaN). The squared hue term ΔH'² carries the gradient of its
   algebraically identical smooth form 2 (C1' C2' - a1' a2' - b1 b2), so a prediction with zero
@@ -174,7 +174,7 @@ def _horner(x: Tensor, coefficients: tuple[float, ...]) -> Tensor:
 
 
 def _pow7(x: Tensor) -> Tensor:
-    """x⁷ by four multiplications (a generic ``pow`` costs ~20x more per element on CPU)."""
+    """x⁷ by four multiplications (a generic ``pow`` is far slower per element on CPU)."""
     x2 = x * x
     x3 = x2 * x
     return x3 * x3 * x
@@ -184,7 +184,7 @@ def _chroma_weight(c: Tensor) -> Tensor:
     """sqrt(C⁷ / (C⁷ + 25⁷)) (Sharma eqs. 4 and 17), in [0, 1).
 
     In float32, C is raised to at least 1e-4 first: C⁷ below float32's smallest normal number
-    (C < 3.4e-6) would be a subnormal, which costs a CPU ~100x an ordinary operation, and the
+    (C < 3.4e-6) would be a subnormal, very slow on CPUs, and the
     weight there (< 1.3e-19) is invisible next to 1 + G or in R_T (the float64 value is kept
     exactly)."""
     if c.dtype == torch.float32:
@@ -242,7 +242,7 @@ def ciede2000(
     float32 inputs: G (eqs. 2-4), R_T (eqs. 16, 17, 21: one atan2, exp and sin) and S_L's square
     root are evaluated in float32; everything that ΔE inherits with weight ~1 (C', the
     differences, h̄', T, the three quotients and their sum) in float64; the result is rounded
-    once. float32 vs float64 on the same inputs: within 3e-5 (the issue's bar), ~3e-7 relative
+    once. float32 vs float64 on the same inputs: within 3e-5, ~3e-7 relative
     (tests/test_difference.py). float64 and reduced-precision inputs (computed in float32) take
     the same code.
     """
@@ -397,8 +397,8 @@ def delta_e_2000(
     so memory stays bounded (a few MiB of working set, plus the output). Memory layout: the planes
     of a contiguous tensor are read in place; a tensor whose channels are innermost in memory (a
     ``(3, H, W)`` view of an ``(H, W, 3)`` array, ``channels_last``) is de-interleaved one chunk
-    at a time (the fused float32 path runs ~1.4x slower on it on a 2-core CPU: the transpose is
-    a separate pass over memory); any other layout is copied once.
+    at a time (slower: the transpose is a separate pass over memory); any other layout is copied
+    once.
     """
     lab1, lab2, d, dtype = _pair(lab1, lab2, dim, "delta_e_2000")
     k = (float(k_l), float(k_c), float(k_h))

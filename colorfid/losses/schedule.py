@@ -57,7 +57,7 @@ class LossWeightSchedule:
     Refuses (:class:`~colorfid.errors.ConfigError`) any schedule under which a reconstruction
     term (``reconstruction_keys``, default ``("l1", "ssim")``) is 0 at some iteration — set to 0,
     or ramped up from 0 — unless ``allow_zero_reconstruction=True``: training without pixel
-    supervision is almost always a typo (a real trainer lost several epochs to it). Weights must
+    supervision is almost always a typo. Weights must
     be finite and >= 0; the first stage starts at 0 and starts strictly increase.
     ``known_keys`` (optional) lists the allowed names (e.g. ``ColorAwareLoss.TERMS``); an
     unknown name then raises :class:`~colorfid.errors.UnknownNameError`.

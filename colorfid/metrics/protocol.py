@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Mapping
 
+from .._format import did_you_mean
 from ..errors import ConfigError
 
 __all__ = ["MetricProtocol", "as_protocol"]
@@ -83,7 +83,7 @@ class MetricProtocol:
         known = [f.name for f in fields(cls)]
         unknown = sorted(k for k in d if k not in known)
         if unknown:
-            hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(str(k), known, 1)) else repr(k) for k in unknown]
+            hints = [f"{k!r}{did_you_mean(str(k), known)}" for k in unknown]
             raise ConfigError(f"unknown protocol key(s) {', '.join(hints)}; known keys: {', '.join(known)}")
         return cls(**dict(d))
 

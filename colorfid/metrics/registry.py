@@ -4,10 +4,10 @@ against, and the one definition of how bad a value is (:meth:`MetricSpec.badness
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from .._format import did_you_mean
 from ..errors import ConfigError, UnknownNameError
 
 __all__ = ["METRICS_VERSION", "COLOR_PIPELINE", "Direction", "MetricSpec", "METRICS", "get_metric", "badness"]
@@ -100,8 +100,7 @@ def get_metric(name: str) -> MetricSpec:
     try:
         return METRICS[name]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(METRICS), 1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(str(name), list(METRICS))
         raise UnknownNameError(f"unknown metric {name!r}{hint}; known metrics: {', '.join(METRICS)}") from None
 
 
