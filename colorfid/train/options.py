@@ -70,6 +70,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .._files import read_text
 from ..errors import ColorfidWarning, ConfigError
 from ..losses.pixel import PIXEL_LOSSES
 
@@ -599,10 +600,7 @@ def load_options(path: str | os.PathLike, *, cwd: str | os.PathLike | None = Non
     import yaml
 
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the options file: {exc}") from exc
+    text = read_text(p, ConfigError, "options file")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
