@@ -29,7 +29,7 @@ from ..results import (
 from .cache import default_cache_dir
 from .run import evaluate
 from .sets import prediction_sets
-from .source import IdentityModel, ModelSource, resolve_model
+from .source import IdentityModel, ModelLike, ModelSource, resolve_model
 
 __all__ = [
     "RESULTS_SCHEMA",
@@ -52,4 +52,5 @@ __all__ = [
     "PSNR_CAP_DB",
     "protocol_dict",
     "atomic_write_json",
+    "ModelLike",
 ]

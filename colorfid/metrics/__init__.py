@@ -52,7 +52,7 @@ from .fused import metric_kernels
 from .health import health_flags
 from .image import image_metrics
 from .protocol import MetricProtocol
-from .registry import COLOR_PIPELINE, METRICS, METRICS_VERSION, MetricSpec, badness, get_metric
+from .registry import COLOR_PIPELINE, METRICS, METRICS_VERSION, Direction, MetricSpec, badness, get_metric
 from .statistics import percentile, summarize
 from .structural import MS_SSIM_WEIGHTS, ms_ssim, psnr, ssim, ssim_map
 
@@ -61,6 +61,7 @@ __all__ = [
     "COLOR_PIPELINE",
     "MetricProtocol",
     "MetricSpec",
+    "Direction",
     "METRICS",
     "get_metric",
     "badness",

@@ -55,7 +55,8 @@ from .log import log_step, logger, setup_logging, teardown_logging
 from .options import load_options, options_to_yaml_dict
 from .schedulers import CosineAnnealingRestartLR, MultiStepRestartLR, TrueCosineAnnealingLR, build_scheduler
 from .setup import (
-    build_losses, build_network, build_optimizer, build_validation, load_pretrained, loss_label, prepare_experiment_dir,
+    build_loss, build_losses, build_network, build_optimizer, build_validation, known_losses, load_pretrained, loss_label,
+    prepare_experiment_dir,
 )
 from .state import (
     STATE_FORMAT, STATE_VERSION, atomic_torch_save, find_latest_state, load_training_state, rng_state,
@@ -64,21 +65,11 @@ from .state import (
 from .validation import validate
 
 __all__ = [
-    "Trainer",
-    "TrainSummary",
-    "train",
-    "ModelEMA",
-    "CosineAnnealingRestartLR",
-    "TrueCosineAnnealingLR",
-    "MultiStepRestartLR",
-    "L1Loss",
-    "MSELoss",
-    "CharbonnierLoss",
-    "PSNRLoss",
-    "atomic_torch_save",
-    "load_training_state",
-    "find_latest_state",
-    "STATE_FORMAT",
+    "Trainer", "TrainSummary", "train", "ModelEMA", "CosineAnnealingRestartLR", "TrueCosineAnnealingLR",
+    "MultiStepRestartLR", "L1Loss", "MSELoss", "CharbonnierLoss", "PSNRLoss", "atomic_torch_save",
+    "load_training_state", "find_latest_state", "STATE_FORMAT",
+    # also importable from here, as before the split
+    "build_loss", "known_losses", "build_scheduler",
 ]
 
 
