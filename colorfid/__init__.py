@@ -5,10 +5,10 @@ The public API is re-exported here. Names are resolved lazily (PEP 562): ``impor
 costs nothing until a name is used, which keeps the pytest plugin (loaded by every pytest run
 of a user who has colorfid installed) inert and instant.
 
-Rooms (lower never import higher): ``errors`` < ``_aot`` (fused kernels) < ``color`` <
-``difference`` < ``metrics`` <
-``losses``/``testing`` < ``io`` < ``models`` < ``stress`` < ``evaluate`` < ``gate`` < ``report``
-< ``pytest_plugin``/``train``/``basicsr`` < ``cli``.
+Rooms (lower never import higher; docs/ARCHITECTURE.md): the internal helpers (``_select``,
+``_tensors``, ``_layout``, ``_format``, ``_files``, ``_aot``) < ``color`` < ``difference`` <
+``metrics`` < ``losses`` < ``testing`` < ``io`` < ``models`` < ``stress`` < ``results`` <
+``evaluate`` < ``gate`` < ``report`` < ``pytest_plugin`` < ``train`` < ``basicsr`` < ``demo`` < ``cli``.
 """
 
 from __future__ import annotations

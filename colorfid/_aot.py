@@ -3,22 +3,23 @@
 Why
 ---
 Eager PyTorch evaluates a per-pixel formula as one pass over memory per operation: the metric
-pipeline of :func:`colorfid.metrics.image_metrics` is ~500 such passes per image, which on a
-2-core CPU cost ~17 % of a width-16 NAFNet's inference. ``torch.compile`` fuses them, but pays
-4-55 s per process before the first image (Dynamo tracing, Inductor's cache). AOTInductor
-(``torch.export`` + ``torch._inductor.aoti_compile_and_package``, PyTorch >= 2.6) compiles the
-very same Python functions once into a shared library; a later process loads it in a few
-milliseconds through ``torch._C._aoti.AOTIModelPackageLoader`` (the C++ loader behind
-``torch._inductor.aoti_load_package``, without the 3 s import of Dynamo that the Python wrapper
-costs). Nothing here is a second implementation of a formula: a kernel is a trace of the
-functions in :mod:`colorfid.color`, :mod:`colorfid.difference` and :mod:`colorfid.metrics`.
+pipeline of :func:`colorfid.metrics.image_metrics` is hundreds of such passes per image.
+``torch.compile`` fuses them, but pays its tracing and compilation in every process before the
+first image. AOTInductor (``torch.export`` + ``torch._inductor.aoti_compile_and_package``,
+PyTorch >= 2.6) compiles the very same Python functions once into a shared library, which a
+later process loads through ``torch._C._aoti.AOTIModelPackageLoader`` (the C++ loader behind
+``torch._inductor.aoti_load_package``, without importing Dynamo). Nothing here is a second
+implementation of a formula: a kernel is a trace of the functions in :mod:`colorfid.color`,
+:mod:`colorfid.difference` and :mod:`colorfid.metrics` (the README's Performance section has
+the timings).
 
 How it is used
 --------------
-* Rooms register a :class:`KernelSpec` at import (``colorfid.metrics`` registers its two).
+* Rooms register a :class:`KernelSpec` when imported (``colorfid.metrics.fused`` registers its
+  two); the queries below import the :data:`PROVIDERS` first.
 * ``colorfid kernels build`` (or :func:`build`) compiles every registered kernel into the kernel
   folder, each checked against the eager function on its example inputs before it is kept
-  (a C++ compiler is needed; ~100 s on 2 cores, once per machine and colorfid/torch version).
+  (a C++ compiler is needed; once per machine and colorfid/torch version).
 * :func:`get` returns a loaded kernel, or ``None`` when it is not built, is stale, is disabled or
   cannot be loaded (then a :class:`~colorfid.errors.ColorfidWarning` says why, once): callers
   fall back to the eager path, which stays the exact reference.
@@ -51,8 +52,8 @@ from ._version import __version__
 from .errors import ColorfidWarning, KernelError, UnknownNameError
 
 __all__ = [
-    "KernelSpec", "register", "registered", "kernel_dir", "path_of", "enabled", "supported", "get", "build",
-    "status", "clear", "describe",
+    "KernelSpec", "PROVIDERS", "register", "registered", "source_files", "kernel_dir", "path_of", "enabled",
+    "supported", "get", "build", "status", "clear", "describe",
 ]
 
 _SUFFIX = ".pt2"
@@ -74,6 +75,10 @@ class KernelSpec:
     atol: float = 1e-10
 
 
+#: The modules that register kernels when imported; loaded on demand by the queries below, so
+#: callers need not import them for their side effect.
+PROVIDERS: tuple[str, ...] = ("colorfid.metrics.fused",)
+
 _REGISTRY: dict[str, KernelSpec] = {}
 _KEYS: dict[str, str] = {}
 _LOADED: dict[Path, "_Kernel | None"] = {}
@@ -87,12 +92,19 @@ def register(spec: KernelSpec) -> None:
     _KEYS[spec.name] = _compute_key(spec)
 
 
+def _load_providers() -> None:
+    for mod_name in PROVIDERS:
+        importlib.import_module(mod_name)
+
+
 def registered() -> dict[str, KernelSpec]:
-    """The registered kernels by name (import :mod:`colorfid.metrics` to register its kernels)."""
+    """The registered kernels by name (the :data:`PROVIDERS` are imported first)."""
+    _load_providers()
     return dict(_REGISTRY)
 
 
 def _spec(name: str) -> KernelSpec:
+    _load_providers()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -133,6 +145,16 @@ def _key(spec: KernelSpec) -> str:
     return key
 
 
+def source_files(spec: KernelSpec) -> list[Path]:
+    """The files whose bytes key ``spec``: each source module's file, every ``.py`` file of a
+    source package."""
+    files: list[Path] = []
+    for mod_name in spec.sources:
+        path = Path(importlib.import_module(mod_name).__file__)  # type: ignore[arg-type]
+        files += sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+    return files
+
+
 def _compute_key(spec: KernelSpec) -> str:
     h = hashlib.sha256()
     cap = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "unknown")()
@@ -140,9 +162,9 @@ def _compute_key(spec: KernelSpec) -> str:
                  platform.python_version(), platform.machine(), str(cap)):
         h.update(part.encode())
         h.update(b"\0")
-    for mod_name in spec.sources:
-        mod = importlib.import_module(mod_name)
-        h.update(Path(mod.__file__).read_bytes())  # type: ignore[arg-type]
+    for path in source_files(spec):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
         h.update(b"\0")
     return h.hexdigest()[:20]
 
@@ -238,7 +260,7 @@ def build(
     if aoti_compile is None:  # pragma: no cover - torch >= 2.6 has it
         raise KernelError(f"cannot build colorfid kernels: torch {torch.__version__} has no aoti_compile_and_package")
     say = log or (lambda s: None)
-    todo = list(names) if names is not None else sorted(_REGISTRY)
+    todo = list(names) if names is not None else sorted(registered())
     folder = kernel_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -281,7 +303,7 @@ def build(
 def status() -> list[dict[str, Any]]:
     """One dict per registered kernel: name, description, path, built (bool), bytes."""
     out = []
-    for name in sorted(_REGISTRY):
+    for name in sorted(registered()):
         path = path_of(name)
         out.append({"name": name, "description": _REGISTRY[name].description, "path": str(path),
                     "built": path.is_file(), "bytes": path.stat().st_size if path.is_file() else 0})
@@ -294,7 +316,7 @@ def clear() -> list[Path]:
     removed: list[Path] = []
     if not folder.is_dir():
         return removed
-    for name in _REGISTRY:
+    for name in registered():
         for p in folder.glob(f"{name}-*{_SUFFIX}"):
             p.unlink(missing_ok=True)
             _forget(p)

@@ -4,8 +4,8 @@ Why: colorfid's per-pixel maths (colour conversions, CIEDE2000, image metrics) r
 whose temporaries are a few hundred KiB to a few MiB each. glibc's ``malloc`` serves blocks above
 its mmap threshold (initially 128 KiB) with a fresh ``mmap`` and returns them with ``munmap``, and
 trims the top of the heap once more than twice that threshold is free -- so, by default, every
-temporary costs page faults on first touch. On the machines colorfid was measured on this made
-the conversions and metrics 2x slower than their arithmetic (``python bench/bench_color.py``).
+temporary costs page faults on first touch, which can cost the conversions and metrics as much
+as their arithmetic (``python bench/bench_color.py`` measures it).
 
 glibc's own remedy is its *dynamic* mmap threshold (mallopt(3), M_MMAP_THRESHOLD): when a block
 that was served by mmap is freed, the threshold rises to that block's size (up to 32 MiB on

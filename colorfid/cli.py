@@ -1,9 +1,10 @@
 """The ``colorfid`` command line.
 
-Subcommands: ``info`` (versions, devices), and the ones later rooms add
-(``eval``, ``report``, ``train``, ``demo``, ``kernels``). Exit codes: 0 success / gate passed,
-1 gate failed, 2 usage error (a :class:`colorfid.errors.UsageError` or bad arguments).
-Each subcommand imports its room lazily, so ``colorfid --version`` stays instant.
+Every subcommand's parser and handler: ``info`` (versions, devices), ``eval``, ``report``,
+``train`` (also ``python -m colorfid.train``, :func:`train_main`), ``demo``, ``kernels``. Exit
+codes: 0 success / gate passed, 1 gate failed, 2 usage error (a
+:class:`colorfid.errors.UsageError` or bad arguments), 3 training stopped. Each handler imports
+its room lazily, so ``colorfid --version`` stays instant.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ._version import __version__
-from .errors import ColorfidError, exit_status
+from .errors import ColorfidError, UsageError, exit_status
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -32,7 +34,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     mps = getattr(torch.backends, "mps", None)
     print(f"mps      {'yes' if mps is not None and mps.is_available() else 'no'}")
     print(f"threads  {torch.get_num_threads()}")
-    from . import _aot, metrics  # noqa: F401 - metrics registers its kernels
+    from . import _aot
 
     print(f"kernels  {_aot.describe()}")
     return 0
@@ -45,6 +47,92 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 
 # Each room adds one ``_add_<name>`` function here; build_parser() calls them in order.
 _ADDERS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info]
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """``colorfid report``: saved results and/or checkpoints -> one report (exit 0; 2 on usage errors).
+
+    * ``results`` (JSON files, oldest first) and ``checkpoint`` (evaluated here with
+      :func:`colorfid.evaluate.evaluate` on ``sets``, their results saved under
+      ``<out>/checkpoints/``) together form the checkpoints of the report; the last is detailed.
+    * Gate: ``--config`` names a thresholds file; otherwise the one
+      :func:`colorfid.gate.find_thresholds` finds is used when it applies to these results
+      (a warning says why not otherwise); ``--no-gate`` switches the verdicts off.
+    * ``--baseline``: a results JSON (values and baseline outputs) or a gate baseline JSON.
+    * ``--history``: read for the trends; with ``--append-history`` the checkpoints of this
+      run are appended to it (the last one with its gate verdict).
+    """
+    from . import gate as _gate
+    from .evaluate import evaluate
+    from .report import append_history, load_history, write_report
+    from .report.cards import slug
+    from .report.inputs import as_base
+    from .results import Results
+
+    if not args.results and not args.checkpoint:
+        raise UsageError("give results JSON files (colorfid report results.json ...) or --checkpoint a.pth b.pth ...")
+    out = Path(args.out)
+
+    th = None
+    explicit = args.config is not None
+    if not args.no_gate:
+        found = Path(args.config) if explicit else _gate.find_thresholds()
+        th = _gate.load_thresholds(found) if found is not None else None
+
+    base_obj: Any = None
+    gate_base = None
+    if args.baseline is not None:
+        base_run = as_base(args.baseline)
+        base_obj = args.baseline
+        if base_run.data.get("schema") == "colorfid.results":
+            gate_base = _gate.Baseline.from_results(base_run.data)
+        else:
+            gate_base = _gate.load_baseline(args.baseline)
+    elif th is not None and th.baseline is not None:
+        gate_base = _gate.load_baseline(th.baseline, allow_missing=True)
+        base_obj = gate_base
+
+    runs: list[Any] = [Results.load(p) for p in args.results]
+    if args.checkpoint:
+        sets = list(args.sets) if args.sets else (list(th.stress_sets) if th is not None and th.stress_sets else None)
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        for ckpt in args.checkpoint:
+            print(f"colorfid report: evaluating {ckpt}", file=sys.stderr)
+            res = evaluate(
+                ckpt, sets, protocol=th.protocol if th is not None else None, device=args.device,
+                tile=args.tile, cache_dir=args.cache, progress=None,
+            )
+            res.save(out / "checkpoints" / f"{slug(Path(ckpt).stem)}.json")
+            runs.append(res)
+
+    verdict = None
+    if th is not None:
+        try:
+            verdict = _gate.judge(runs[-1], th, gate_base)
+        except UsageError as exc:
+            if explicit:
+                raise
+            print(f"colorfid report: no verdicts ({th.source} does not apply: {exc})", file=sys.stderr)
+
+    hist: list[dict[str, Any]] = []
+    if args.history is not None and Path(args.history).exists():
+        hist = load_history(args.history)
+    index = write_report(
+        runs, out, gate_report=verdict, baseline=base_obj, history=hist, worst_k=args.worst_k,
+        metric=args.metric, full_size=args.full_size,
+    )
+    if args.history is not None and args.append_history:
+        known = {((h.get("provenance") or {}).get("checkpoint_sha256"), h.get("created")) for h in hist}
+        for i, r in enumerate(runs):
+            key = (r.provenance.get("checkpoint_sha256"), r.created)
+            if key[0] is not None and key in known:
+                continue  # already recorded
+            append_history(args.history, r, verdict if i == len(runs) - 1 else None)
+    print(index)
+    if verdict is not None:
+        failed = sum(1 for r in verdict.rows if r.failed)
+        print(f"gate: {'PASS' if verdict.passed else 'FAIL'} ({failed} of {len(verdict.rows)} checks failed)")
+    return 0
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
@@ -70,12 +158,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tile", type=int, default=None, help="tile size for --checkpoint inference")
     p.add_argument("--cache", default=None, metavar="DIR", help="output cache folder for --checkpoint")
 
-    def _run(args: argparse.Namespace) -> int:
-        from .report import run_cli
-
-        return run_cli(args)
-
-    p.set_defaults(handler=_run)
+    p.set_defaults(handler=_cmd_report)
 
 
 _ADDERS.append(_add_report)
@@ -166,6 +249,33 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 _ADDERS.append(_add_eval)
 
 
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    """The trainer's options (``colorfid train`` and ``python -m colorfid.train``)."""
+    p.add_argument("-opt", "--opt", dest="opt", required=True, metavar="OPTIONS.yml",
+                   help="options file in the NAFNet/BasicSR YAML layout")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", metavar="STATE", default=None,
+                   help="continue exactly from a training state (training_states/{iter}.state)")
+    g.add_argument("--auto-resume", "--auto_resume", dest="auto_resume", action="store_true", default=None,
+                   help="resume from the newest state of this experiment if there is one")
+    g.add_argument("--finetune", metavar="CKPT", default=None,
+                   help="start from these weights with a fresh optimiser and schedule at iteration 0")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU if available)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
+                   help="no progress bar (log lines only)")
+    p.add_argument("--launcher", default=None, help=argparse.SUPPRESS)  # BasicSR habit; torchrun sets env
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """``colorfid train``: errors propagate (the callers map them to exit codes)."""
+    from .train.trainer import train
+
+    train(args.opt, resume=args.resume, auto_resume=args.auto_resume, finetune=args.finetune,
+          device=args.device, progress=args.progress)
+    return 0
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -176,16 +286,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "DDP: torchrun --nproc_per_node N -m colorfid.train -opt options.yml. Exit 0 done, "
         "2 usage/configuration error, 3 training stopped (too many non-finite steps).",
     )
-    from .train.__main__ import add_arguments
+    _train_arguments(p)
+    p.set_defaults(handler=_cmd_train)
 
-    add_arguments(p)
 
-    def _run(args: argparse.Namespace) -> int:
-        from .train.__main__ import run
-
-        return run(args)
-
-    p.set_defaults(handler=_run)
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """``python -m colorfid.train`` (also under ``torchrun``): ``colorfid train`` as a module."""
+    parser = argparse.ArgumentParser(prog="python -m colorfid.train", description="Train NAFNet with colorfid losses.")
+    _train_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return _cmd_train(args)
+    except ColorfidError as exc:
+        return exit_status("colorfid train", exc)
 
 
 _ADDERS.append(_add_train)
@@ -218,7 +331,8 @@ _ADDERS.insert(1, _add_demo)
 
 def _cmd_kernels(args: argparse.Namespace) -> int:
     """``colorfid kernels [status|build|clear]``: the fused CPU kernels of colorfid._aot."""
-    from . import _aot, metrics  # noqa: F401 - metrics registers its kernels
+    from . import _aot
+    from .metrics import metric_kernels
 
     if args.action == "build":
         import torch
@@ -240,7 +354,7 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
     for st in _aot.status():
         state = f"built ({st['bytes'] / 1e6:.1f} MB)" if st["built"] else "not built"
         print(f"  {st['name']:<22} {state:<16} {st['description']}")
-    used = metrics.metric_kernels()
+    used = metric_kernels()
     print(f"image_metrics (float64, CPU) runs: {used}" + ("" if used == "fused" else "  -> `colorfid kernels build` to fuse it"))
     return 0
 

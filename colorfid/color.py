@@ -43,7 +43,10 @@ import torch
 from torch import Tensor
 
 from . import _heap
-from .errors import DTypeError, RangeError, ShapeError
+from ._layout import CHUNK, deinterleave_index, layout
+from ._select import above, below, is_compiling, nonzero, where
+from ._tensors import REDUCED, channel_dim, check_float, finish
+from .errors import DTypeError, RangeError
 
 __all__ = [
     "D65_XY",
@@ -107,53 +110,20 @@ _LAB_DELTA = 6.0 / 29.0
 _SRGB_DECODE_THRESHOLD = 0.04045
 _SRGB_ENCODE_THRESHOLD = 0.0031308
 
-_REDUCED = (torch.float16, torch.bfloat16)
-
 # ----------------------------------------------------------------------------------------------
 # Validation and dtype handling
 # ----------------------------------------------------------------------------------------------
 
 
-def _channel_dim(x: Tensor, dim: int, name: str) -> int:
-    if not isinstance(x, Tensor):
-        raise DTypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.dim() == 0 or not -x.dim() <= dim < x.dim():
-        raise ShapeError(
-            f"{name}: channel dim {dim} does not exist in a tensor of shape {tuple(x.shape)}; "
-            "expected (..., 3, H, W)"
-        )
-    d = dim % x.dim()
-    if x.shape[d] != 3:
-        raise ShapeError(
-            f"{name}: expected 3 channels in dim {dim}, got shape {tuple(x.shape)} "
-            f"({x.shape[d]} channels)"
-        )
-    return d
-
-
-def _check_float(x: Tensor, name: str) -> None:
-    if not x.is_floating_point():
-        hint = (
-            " Integer images go through colorfid.color.to_float(x), which scales by the dtype's maximum."
-            if x.dtype in (torch.uint8, torch.int16, torch.int32, torch.int64) or "uint" in str(x.dtype)
-            else ""
-        )
-        raise DTypeError(f"{name}: expected a floating-point tensor, got {x.dtype}.{hint}")
-
-
 def _prepare(x: Tensor, dim: int, name: str) -> tuple[Tensor, int, torch.dtype]:
     """Validate, and upcast reduced precisions to float32. Returns (x, dim, caller dtype)."""
     _heap.warm()
-    d = _channel_dim(x, dim, name)
-    _check_float(x, name)
+    d = channel_dim(x, dim, name)
+    check_float(x, name)
     dtype = x.dtype
-    if dtype in _REDUCED:
+    if dtype in REDUCED:
         x = x.float()
     return x, d, dtype
-
-
-def _finish(y: Tensor, dtype: torch.dtype) -> Tensor:
-    return y if y.dtype == dtype else y.to(dtype)
 
 
 def to_float(image: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -194,8 +164,8 @@ def check_srgb(
     :class:`~colorfid.errors.RangeError` for NaN/Inf or values outside ``[-tol, 1 + tol]`` unless
     ``clip=True`` (NaN/Inf raise even then). One reduction pass (``aminmax``) over the data.
     """
-    _channel_dim(x, dim, name)
-    _check_float(x, name)
+    channel_dim(x, dim, name)
+    check_float(x, name)
     if x.numel() == 0:
         return x
     lo, hi = torch.aminmax(x.detach())
@@ -226,50 +196,6 @@ def _validate_srgb(x: Tensor, dim: int, clip: bool, check: bool, name: str) -> T
 # ----------------------------------------------------------------------------------------------
 
 
-def _above(x: Tensor, threshold: float = 0.0) -> Tensor:
-    """Float selector: 1 where ``x > threshold``, 0 where ``x <= threshold`` or x is NaN. No gradient.
-
-    Why not ``torch.where`` on a bool mask: on CPU, comparisons to bool, ``where``,
-    ``masked_fill`` and bool -> float casts run scalar loops (~2 ns per element, 20-30x an
-    arithmetic op; ``python bench/bench_color.py --ops`` prints the figures), so per-pixel
-    formulas select with float 0/1 weights (:func:`_pick`) instead. ``x - t`` is 0 only when
-    ``x == t`` (IEEE subtraction is exact in sign, gradual underflow), so the test is exact.
-    """
-    return (x.detach() - threshold).sign_().clamp_min_(0.0)
-
-
-def _below(x: Tensor, threshold: float = 0.0) -> Tensor:
-    """Float selector: 1 where ``x < threshold``, 0 elsewhere (NaN included). No gradient."""
-    return (threshold - x.detach()).sign_().clamp_min_(0.0)
-
-
-def _nonzero(x: Tensor) -> Tensor:
-    """Float selector: 1 where ``x != 0``, 0 where x is 0 (either sign) or NaN. No gradient."""
-    return x.detach().abs().sign_()
-
-
-#: torch.compiler.is_compiling exists from torch 2.3 (pyproject allows 2.2: then always eager's lerp).
-_is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", lambda: False)
-
-
-def _pick(w: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """``a`` where the selector ``w`` is 1, ``b`` where it is 0 (``torch.where`` for float selectors).
-
-    Exact (bit for bit the chosen operand) when ``a`` and ``b`` are finite: ``torch.lerp``
-    evaluates ``b + 0 (a - b)`` / ``a - 0 (a - b)``. The gradient reaches ``a`` times w and ``b``
-    times 1 - w, so as with ``where`` the branch not taken must only be finite (guard its input).
-    A non-finite operand yields NaN: callers use it on finite branches only. Inside
-    ``torch.compile`` (the fused CIEDE2000) it is a ``where`` -- the same values, and Inductor
-    vectorises a select better than a lerp (17% faster fused float32 ΔE). A bool mask (what
-    selectors are inside torch.compile, see colorfid.difference) is a plain ``where``.
-    """
-    if w.dtype == torch.bool:
-        return torch.where(w, a, b)
-    if _is_compiling():
-        return torch.where(w > 0.5, a, b)
-    return torch.lerp(b, a, w)
-
-
 def safe_sqrt(x: Tensor) -> Tensor:
     """``sqrt(x)`` for x > 0 and 0 where x <= 0, with gradient 0 (not NaN/Inf) where x <= 0.
 
@@ -280,8 +206,8 @@ def safe_sqrt(x: Tensor) -> Tensor:
     """
     if not (x.requires_grad and torch.is_grad_enabled()):
         return torch.sqrt(x.clamp_min(0.0))  # no gradient to guard
-    pos = _above(x)
-    return torch.sqrt(_pick(pos, x, torch.ones_like(x))) * pos
+    pos = above(x)
+    return torch.sqrt(where(pos, x, torch.ones_like(x))) * pos
 
 
 def safe_hypot(a: Tensor, b: Tensor) -> Tensor:
@@ -291,9 +217,9 @@ def safe_hypot(a: Tensor, b: Tensor) -> Tensor:
 
 def safe_atan2(y: Tensor, x: Tensor) -> Tensor:
     """``atan2(y, x)`` in radians, (-pi, pi]; 0 with zero gradient at x = y = 0 (finite inputs)."""
-    nz = _nonzero(x.abs() + y.abs())
+    nz = nonzero(x.abs() + y.abs())
     # At the origin atan2(0, 1) = 0, with a finite derivative that the selector zeroes.
-    return torch.atan2(y * nz, _pick(nz, x, torch.ones_like(x)))
+    return torch.atan2(y * nz, where(nz, x, torch.ones_like(x)))
 
 
 _CONSTS: dict[tuple[str, torch.dtype, torch.device], Tensor] = {}
@@ -308,7 +234,7 @@ def _const(name: str, values: list, dtype: torch.dtype, device: torch.device) ->
     t = _CONSTS.get(key)
     if t is None:
         t = torch.tensor(values, dtype=torch.float64).to(device=device, dtype=dtype)
-        if not _is_compiling():
+        if not is_compiling():
             _CONSTS[key] = t
     return t
 
@@ -316,7 +242,7 @@ def _const(name: str, values: list, dtype: torch.dtype, device: torch.device) ->
 def _apply_matrix(x: Tensor, m: list[list[float]], d: int) -> Tensor:
     """Multiply the 3-vectors along dim ``d`` by a 3x3 matrix.
 
-    A (3, N) block (the chunks of :func:`_pixelwise`) goes through one ``mm`` (2-3x faster than
+    A (3, N) block (the chunks of :func:`_pixelwise`) goes through one ``mm`` (faster than
     nine scalar multiply-adds); other layouts use the multiply-adds, with the matrix kept in Python
     floats (no dtype/device traffic). Both are the same sums of three products.
     """
@@ -337,12 +263,12 @@ def _apply_matrix(x: Tensor, m: list[list[float]], d: int) -> Tensor:
 def _decode(x: Tensor) -> Tensor:
     # The power branch sees max(x, threshold): finite, with zero derivative where it is not taken.
     t = _SRGB_DECODE_THRESHOLD
-    return _pick(_above(x, t), ((x.clamp_min(t) + 0.055) / 1.055) ** 2.4, x / 12.92)
+    return where(above(x, t), ((x.clamp_min(t) + 0.055) / 1.055) ** 2.4, x / 12.92)
 
 
 def _encode(x: Tensor) -> Tensor:
     t = _SRGB_ENCODE_THRESHOLD
-    return _pick(_above(x, t), 1.055 * x.clamp_min(t) ** (1.0 / 2.4) - 0.055, 12.92 * x)
+    return where(above(x, t), 1.055 * x.clamp_min(t) ** (1.0 / 2.4) - 0.055, 12.92 * x)
 
 
 def srgb_to_linear(x: Tensor, *, dim: int = -3, clip: bool = False, check: bool = True) -> Tensor:
@@ -357,14 +283,14 @@ def srgb_to_linear(x: Tensor, *, dim: int = -3, clip: bool = False, check: bool 
     """
     x, d, dtype = _prepare(x, dim, "srgb_to_linear")
     x = _validate_srgb(x, d, clip, check, "srgb_to_linear")
-    return _finish(_decode(x), dtype)
+    return finish(_decode(x), dtype)
 
 
 def linear_to_srgb(x: Tensor, *, dim: int = -3) -> Tensor:
     """Encode linear RGB to sRGB (IEC 61966-2-1): ``12.92 x`` for x <= 0.0031308, else
     ``1.055 x^(1/2.4) - 0.055``. No range check or clipping (out-of-gamut values pass through)."""
     x, d, dtype = _prepare(x, dim, "linear_to_srgb")
-    return _finish(_encode(x), dtype)
+    return finish(_encode(x), dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -375,13 +301,13 @@ def linear_to_srgb(x: Tensor, *, dim: int = -3) -> Tensor:
 def linear_rgb_to_xyz(x: Tensor, *, dim: int = -3) -> Tensor:
     """Linear sRGB -> CIE XYZ (D65, Y of white = 1) with :data:`SRGB_TO_XYZ`."""
     x, d, dtype = _prepare(x, dim, "linear_rgb_to_xyz")
-    return _finish(_apply_matrix(x, _M_RGB2XYZ, d), dtype)
+    return finish(_apply_matrix(x, _M_RGB2XYZ, d), dtype)
 
 
 def xyz_to_linear_rgb(x: Tensor, *, dim: int = -3) -> Tensor:
     """CIE XYZ (D65, Y of white = 1) -> linear sRGB with :data:`XYZ_TO_SRGB` (no clipping)."""
     x, d, dtype = _prepare(x, dim, "xyz_to_linear_rgb")
-    return _finish(_apply_matrix(x, _M_XYZ2RGB, d), dtype)
+    return finish(_apply_matrix(x, _M_XYZ2RGB, d), dtype)
 
 
 def _lab_f(t: Tensor) -> Tensor:
@@ -394,7 +320,7 @@ def _lab_f(t: Tensor) -> Tensor:
 
 
 def _lab_f_inv(f: Tensor) -> Tensor:
-    return _pick(_above(f, _LAB_DELTA), f * f * f, (116.0 * f - 16.0) / _LAB_KAPPA)
+    return where(above(f, _LAB_DELTA), f * f * f, (116.0 * f - 16.0) / _LAB_KAPPA)
 
 
 def _ratios_to_lab(r: Tensor, d: int, out: Tensor | None = None) -> Tensor:
@@ -423,18 +349,13 @@ def _lab_to_xyz(x: Tensor, d: int) -> Tensor:
 def xyz_to_lab(x: Tensor, *, dim: int = -3) -> Tensor:
     """CIE XYZ (Y of white = 1) -> CIELAB (D65 white :data:`D65_XYZ`), CIE 015:2018 §8.2.1."""
     x, d, dtype = _prepare(x, dim, "xyz_to_lab")
-    return _finish(_xyz_to_lab(x, d), dtype)
+    return finish(_xyz_to_lab(x, d), dtype)
 
 
 def lab_to_xyz(x: Tensor, *, dim: int = -3) -> Tensor:
     """CIELAB (D65) -> CIE XYZ (Y of white = 1), the exact inverse of :func:`xyz_to_lab`."""
     x, d, dtype = _prepare(x, dim, "lab_to_xyz")
-    return _finish(_lab_to_xyz(x, d), dtype)
-
-
-#: Pixels per chunk when no gradient is needed: temporaries of 256 KiB-512 KiB stay in cache
-#: instead of costing a fresh multi-MB allocation (and its page faults) per operation.
-_CHUNK = 1 << 16
+    return finish(_lab_to_xyz(x, d), dtype)
 
 
 def _pixelwise(fn: Callable[[Tensor, int], Tensor], x: Tensor, d: int) -> Tensor:
@@ -445,13 +366,13 @@ def _pixelwise(fn: Callable[[Tensor, int], Tensor], x: Tensor, d: int) -> Tensor
         return fn(x, d)
     lead = int(math.prod(x.shape[:d]))
     flat = x.reshape(lead, 3, -1)
-    if lead == 1 and flat.shape[-1] <= _CHUNK:
+    if lead == 1 and flat.shape[-1] <= CHUNK:
         return fn(flat[0], 0).reshape(x.shape)
     out = torch.empty_like(flat)
     with torch.no_grad():
         for i in range(lead):
-            for s in range(0, flat.shape[-1], _CHUNK):
-                out[i, :, s : s + _CHUNK] = fn(flat[i, :, s : s + _CHUNK], 0)
+            for s in range(0, flat.shape[-1], CHUNK):
+                out[i, :, s : s + CHUNK] = fn(flat[i, :, s : s + CHUNK], 0)
     return out.reshape(x.shape)
 
 
@@ -476,19 +397,7 @@ def srgb_to_lab(x: Tensor, *, dim: int = -3, clip: bool = False, check: bool = T
     """
     x, d, dtype = _prepare(x, dim, "srgb_to_lab")
     x = _validate_srgb(x, d, clip, check, "srgb_to_lab")
-    return _finish(_pixelwise(_srgb_to_lab, x, d), dtype)
-
-
-def _layout(x: Tensor, d: int) -> tuple[Tensor, bool]:
-    """``x`` around its channel dim ``d`` as ``(lead, n_pix, 3)`` pixels (flag True) when its
-    channels are innermost in memory (an ``(H, W, 3)`` array seen as ``(3, H, W)``), else as
-    ``(lead, 3, n_pix)`` planes (flag False): a view either way where the memory allows (any
-    other layout is copied to planes)."""
-    lead, n_pix = math.prod(x.shape[:d]), math.prod(x.shape[d + 1 :])
-    last = x.movedim(d, -1)
-    if last.is_contiguous():
-        return last.reshape(lead, n_pix, 3), True
-    return x.reshape(lead, 3, n_pix), False
+    return finish(_pixelwise(_srgb_to_lab, x, d), dtype)
 
 
 def srgb_uint8_to_lab(image: Tensor, *, dim: int = -3, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -511,9 +420,9 @@ def srgb_uint8_to_lab(image: Tensor, *, dim: int = -3, dtype: torch.dtype = torc
             f"srgb_uint8_to_lab: expected a uint8 tensor, got {image.dtype} (float images: srgb_to_lab; "
             "uint16: srgb_to_lab(to_float(x)))"
         )
-    if not (dtype.is_floating_point and dtype not in _REDUCED):
+    if not (dtype.is_floating_point and dtype not in REDUCED):
         raise DTypeError(f"srgb_uint8_to_lab: dtype must be float32 or float64, got {dtype}")
-    d = _channel_dim(image, dim, "srgb_uint8_to_lab")
+    d = channel_dim(image, dim, "srgb_uint8_to_lab")
     _heap.warm()
     table = _const("srgb8", _decode(torch.arange(256, dtype=torch.float64) / 255.0).tolist(), dtype, image.device)
     n_lead, n_pix = math.prod(image.shape[:d]), math.prod(image.shape[d + 1 :])
@@ -524,13 +433,13 @@ def srgb_uint8_to_lab(image: Tensor, *, dim: int = -3, dtype: torch.dtype = torc
         blocks = [(image.reshape(-1, 3), out.view(-1, 3), True, True)]
     else:
         dst = out.view(n_lead, 3, n_pix)
-        src, pixel_major = _layout(image, d)  # an (H, W, 3) array seen as (3, H, W): read in place
+        src, pixel_major = layout(image, d)  # an (H, W, 3) array seen as (3, H, W): read in place
         blocks = [(src[i], dst[i], pixel_major, False) for i in range(n_lead)]
     table_np = table.numpy() if image.device.type == "cpu" and _NUMPY_TAKE else None
     for codes, target, pm_in, pm_out in blocks:
         n = codes.shape[0] if pm_in else codes.shape[1]
-        for s in range(0, n, _CHUNK):
-            m = min(_CHUNK, n - s)
+        for s in range(0, n, CHUNK):
+            m = min(CHUNK, n - s)
             c = codes[s : s + m].t() if pm_in else codes[:, s : s + m]  # (3, m), any strides
             if table_np is not None:
                 # numpy's take reads the (3, m) view in place and writes it channel-first: the
@@ -538,7 +447,7 @@ def srgb_uint8_to_lab(image: Tensor, *, dim: int = -3, dtype: torch.dtype = torc
                 lin = torch.from_numpy(np.take(table_np, c.numpy()))
             else:
                 if pm_in:  # de-interleave r g b r g b ... -> r.. g.. b.. (a gather, not a transposing copy)
-                    cf = codes[s : s + m].reshape(-1).index_select(0, _deinterleave(m, image.device))
+                    cf = codes[s : s + m].reshape(-1).index_select(0, deinterleave_index(m, image.device))
                 else:
                     cf = c.reshape(-1)
                 lin = table.index_select(0, cf.to(torch.int32)).view(3, m)
@@ -553,21 +462,10 @@ def srgb_uint8_to_lab(image: Tensor, *, dim: int = -3, dtype: torch.dtype = torc
 _NUMPY_TAKE = True
 
 
-def _deinterleave(m: int, device: torch.device) -> Tensor:
-    """Indices that turn m interleaved 3-vectors (x0 y0 z0 x1 ...) into planes (x0 x1 ... y0 ...)."""
-    key = ("deinterleave", m, device)
-    t = _CONSTS.get(key)  # type: ignore[call-overload]
-    if t is None:
-        t = (torch.arange(3, device=device)[:, None] + 3 * torch.arange(m, device=device)[None, :]).reshape(-1)
-        if m == _CHUNK and not _is_compiling():
-            _CONSTS[key] = t  # type: ignore[index]
-    return t
-
-
 def lab_to_srgb(x: Tensor, *, dim: int = -3) -> Tensor:
     """CIELAB (D65) -> encoded sRGB. Out-of-gamut colours come back outside [0, 1] (no clipping)."""
     x, d, dtype = _prepare(x, dim, "lab_to_srgb")
-    return _finish(_pixelwise(_lab_to_srgb, x, d), dtype)
+    return finish(_pixelwise(_lab_to_srgb, x, d), dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -581,7 +479,7 @@ _DEG2RAD = math.pi / 180.0
 def _hue_degrees(y: Tensor, x: Tensor) -> Tensor:
     """Hue angle of (x, y) in degrees in [0, 360); 0 (zero gradient) at the origin."""
     h = safe_atan2(y, x) * _RAD2DEG
-    return h + 360.0 * _below(h)
+    return h + 360.0 * below(h)
 
 
 def lab_to_lch(x: Tensor, *, dim: int = -3) -> Tensor:
@@ -595,7 +493,7 @@ def lab_to_lch(x: Tensor, *, dim: int = -3) -> Tensor:
     """
     x, d, dtype = _prepare(x, dim, "lab_to_lch")
     L, a, b = x.unbind(d)
-    return _finish(torch.stack([L, safe_hypot(a, b), _hue_degrees(b, a)], dim=d), dtype)
+    return finish(torch.stack([L, safe_hypot(a, b), _hue_degrees(b, a)], dim=d), dtype)
 
 
 def lch_to_lab(x: Tensor, *, dim: int = -3) -> Tensor:
@@ -603,14 +501,14 @@ def lch_to_lab(x: Tensor, *, dim: int = -3) -> Tensor:
     x, d, dtype = _prepare(x, dim, "lch_to_lab")
     L, C, h = x.unbind(d)
     hr = h * _DEG2RAD
-    return _finish(torch.stack([L, C * torch.cos(hr), C * torch.sin(hr)], dim=d), dtype)
+    return finish(torch.stack([L, C * torch.cos(hr), C * torch.sin(hr)], dim=d), dtype)
 
 
 def chroma(lab: Tensor, *, dim: int = -3) -> Tensor:
     """CIE chroma C*ab = sqrt(a*² + b*²) of a CIELAB tensor; channel dim removed; gradient 0 at C = 0."""
     lab, d, dtype = _prepare(lab, dim, "chroma")
     _, a, b = lab.unbind(d)
-    return _finish(safe_hypot(a, b), dtype)
+    return finish(safe_hypot(a, b), dtype)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -639,13 +537,13 @@ def srgb_to_ycbcr(x: Tensor, *, dim: int = -3, y_only: bool = False, check: bool
     r, g, b = x.unbind(d)
     rows = _YCBCR[:1] if y_only else _YCBCR
     out = [(k[0] * r + k[1] * g + k[2] * b + k[3]) / 255.0 for k in rows]
-    return _finish(torch.stack(out, dim=d), dtype)
+    return finish(torch.stack(out, dim=d), dtype)
 
 
 def _safe_div(num: Tensor, den: Tensor) -> Tensor:
     """``num / den``, and 0 (zero gradient) where ``den == 0``; finite inputs."""
-    nz = _nonzero(den)
-    return num / _pick(nz, den, torch.ones_like(den)) * nz
+    nz = nonzero(den)
+    return num / where(nz, den, torch.ones_like(den)) * nz
 
 
 def hsv_saturation(x: Tensor, *, dim: int = -3, check: bool = True) -> Tensor:
@@ -654,7 +552,7 @@ def hsv_saturation(x: Tensor, *, dim: int = -3, check: bool = True) -> Tensor:
     x = _validate_srgb(x, d, False, check, "hsv_saturation")
     mx = x.amax(dim=d)
     mn = x.amin(dim=d)
-    return _finish(_safe_div(mx - mn, mx), dtype)
+    return finish(_safe_div(mx - mn, mx), dtype)
 
 
 def srgb_to_hsv(x: Tensor, *, dim: int = -3, check: bool = True) -> Tensor:
@@ -676,5 +574,5 @@ def srgb_to_hsv(x: Tensor, *, dim: int = -3, check: bool = True) -> Tensor:
     h = torch.where(arg == 0, hr, torch.where(arg == 1, hg, hb)) * 60.0
     h = torch.remainder(h, 360.0)
     h = torch.where(delta > 0, h, torch.zeros_like(h))
-    return _finish(torch.stack([h, s, v], dim=d), dtype)
+    return finish(torch.stack([h, s, v], dim=d), dtype)
 

@@ -19,13 +19,13 @@ The checkpoints are made by ``colorfid train -opt options/demo_{l1,color}.yml`` 
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from ._format import table
 from .errors import UsageError
 
 __all__ = ["DEMO_MODELS", "EXPERIMENT_METRICS", "DemoSummary", "run_demo", "format_experiment"]
@@ -62,12 +62,6 @@ class DemoSummary:
         return bool(self.gates[model].passed)
 
 
-def _fmt(value: float | None) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"
-
-
 def format_experiment(results: dict[str, Any], sets: list[str] | None = None) -> str:
     """The experiment table (markdown): per set and model, the colour-fidelity metrics."""
     sets = sets or EXPERIMENT_SETS
@@ -77,7 +71,7 @@ def format_experiment(results: dict[str, Any], sets: list[str] | None = None) ->
         for name, res in results.items():
             if s not in res.set_names:
                 continue
-            vals = [_fmt(res.aggregate(s, m, stat)) for m, stat, _ in EXPERIMENT_METRICS]
+            vals = [table(res.aggregate(s, m, stat)) for m, stat, _ in EXPERIMENT_METRICS]
             lines.append(f"| {s} | {name} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 

@@ -27,11 +27,11 @@ Numerical notes on CIEDE2000
   float32 as in float64 (pair 14, which a naive float32 implementation misses by 0.058). The
   mean hue h̄' (eq. 14) is the unit bisector of the two hue directions (Sharma's branch rules
   select exactly the bisector of the shorter arc); T (eq. 15) is a polynomial in it, and only
-  h̄' - 275° (eq. 16) is an angle, taken near its own zero (see _ciede2000).
+  h̄' - 275° (eq. 16) is an angle, taken near its own zero (see ciede2000).
 * float32 inputs are computed in mixed precision (float64 where ΔE inherits the rounding with
   weight ~1, float32 for G, R_T and S_L's root) and rounded once: within 3e-5 of the float64
   result on the same inputs, ~3e-7 relative (tests/test_difference.py). Subnormal float32
-  intermediates, which cost a CPU ~100x, are kept out by clamps invisible at float32 precision.
+  intermediates, which are very slow on CPUs, are kept out by clamps invisible at float32 precision.
 * Gradients: square roots, divisions and the final norm are "double-where" guarded (gradient 0
   at their singular points, never NaN). The squared hue term ΔH'² carries the gradient of its
   algebraically identical smooth form 2 (C1' C2' - a1' a2' - b1 b2), so a prediction with zero
@@ -51,21 +51,19 @@ import math
 import os
 import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Literal
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from .color import (
-    _REDUCED, _above, _below, _channel_dim, _check_float, _is_compiling, _layout, _nonzero, _pick, safe_hypot,
-    safe_sqrt,
-)
 from . import _heap
+from ._layout import CHUNK, chunked_pairs
+from ._select import and_, below, gt, lt, ne0, not_, or_, plus_minus, safe, where, zero_unless
+from ._tensors import REDUCED, channel_dim, check_float, finish
+from .color import safe_hypot, safe_sqrt
 from .errors import ColorfidWarning, ShapeError, UsageError
 
-__all__ = ["delta_e_76", "delta_e_94", "delta_e_2000", "CIE94_CONSTANTS"]
+__all__ = ["delta_e_76", "delta_e_94", "delta_e_2000", "ciede2000", "CIE94_CONSTANTS"]
 
 #: CIE 116-1995 parametric constants: application -> (kL, K1, K2).
 CIE94_CONSTANTS: dict[str, tuple[float, float, float]] = {
@@ -75,34 +73,30 @@ CIE94_CONSTANTS: dict[str, tuple[float, float, float]] = {
 
 _DEG = math.pi / 180.0
 _POW25_7 = 25.0**7
-_RT_GRAD_MIN_CHROMA = 1.0  # C* units; gradient-only, see _ciede2000
+_RT_GRAD_MIN_CHROMA = 1.0  # C* units; gradient-only, see ciede2000
 
 
 def _pair(lab1: Tensor, lab2: Tensor, dim: int, name: str) -> tuple[Tensor, Tensor, int, torch.dtype]:
     _heap.warm()
-    d1 = _channel_dim(lab1, dim, f"{name}: lab1")
-    _channel_dim(lab2, dim, f"{name}: lab2")
-    _check_float(lab1, f"{name}: lab1")
-    _check_float(lab2, f"{name}: lab2")
+    d1 = channel_dim(lab1, dim, f"{name}: lab1")
+    channel_dim(lab2, dim, f"{name}: lab2")
+    check_float(lab1, f"{name}: lab1")
+    check_float(lab2, f"{name}: lab2")
     if lab1.shape != lab2.shape:
         raise ShapeError(f"{name}: lab1 and lab2 differ in shape: {tuple(lab1.shape)} vs {tuple(lab2.shape)}")
     if lab1.dtype != lab2.dtype:
         raise ShapeError(f"{name}: lab1 and lab2 differ in dtype: {lab1.dtype} vs {lab2.dtype}")
     dtype = lab1.dtype
-    if dtype in _REDUCED:
+    if dtype in REDUCED:
         lab1, lab2 = lab1.float(), lab2.float()
     return lab1, lab2, d1, dtype
-
-
-def _finish(y: Tensor, dtype: torch.dtype) -> Tensor:
-    return y if y.dtype == dtype else y.to(dtype)
 
 
 def delta_e_76(lab1: Tensor, lab2: Tensor, *, dim: int = -3) -> Tensor:
     """CIE76 ΔE*ab = ||lab1 - lab2||₂ (CIE 015:2018 §8.3.1). Gradient 0 (not NaN) where equal."""
     lab1, lab2, d, dtype = _pair(lab1, lab2, dim, "delta_e_76")
     diff = lab1 - lab2
-    return _finish(safe_sqrt((diff * diff).sum(dim=d)), dtype)
+    return finish(safe_sqrt((diff * diff).sum(dim=d)), dtype)
 
 
 def delta_e_94(
@@ -133,7 +127,7 @@ def delta_e_94(
     sc = 1.0 + k1 * c1
     sh = 1.0 + k2 * c1
     total = (dl / k_l) ** 2 + (dc / sc) ** 2 + dh2 / (sh * sh)
-    return _finish(safe_sqrt(total), dtype)
+    return finish(safe_sqrt(total), dtype)
 
 
 _COS275, _SIN275 = math.cos(275 * _DEG), math.sin(275 * _DEG)
@@ -180,7 +174,7 @@ def _horner(x: Tensor, coefficients: tuple[float, ...]) -> Tensor:
 
 
 def _pow7(x: Tensor) -> Tensor:
-    """x⁷ by four multiplications (a generic ``pow`` costs ~20x more per element on CPU)."""
+    """x⁷ by four multiplications (a generic ``pow`` is far slower per element on CPU)."""
     x2 = x * x
     x3 = x2 * x
     return x3 * x3 * x
@@ -190,7 +184,7 @@ def _chroma_weight(c: Tensor) -> Tensor:
     """sqrt(C⁷ / (C⁷ + 25⁷)) (Sharma eqs. 4 and 17), in [0, 1).
 
     In float32, C is raised to at least 1e-4 first: C⁷ below float32's smallest normal number
-    (C < 3.4e-6) would be a subnormal, which costs a CPU ~100x an ordinary operation, and the
+    (C < 3.4e-6) would be a subnormal, very slow on CPUs, and the
     weight there (< 1.3e-19) is invisible next to 1 + G or in R_T (the float64 value is kept
     exactly)."""
     if c.dtype == torch.float32:
@@ -209,52 +203,6 @@ _ATAN_COEFFS = (
 )
 
 
-# Selectors for the per-pixel branches. Eager: float 0/1 weights (colorfid.color._pick explains why);
-# inside torch.compile: bool masks, which Inductor turns into vector compares and blends.
-
-
-def _gt(x: Tensor, t: float = 0.0) -> Tensor:
-    return x > t if _is_compiling() else _above(x, t)
-
-
-def _lt(x: Tensor, t: float = 0.0) -> Tensor:
-    return x < t if _is_compiling() else _below(x, t)
-
-
-def _ne0(x: Tensor) -> Tensor:
-    return x != 0 if _is_compiling() else _nonzero(x)
-
-
-def _not(m: Tensor) -> Tensor:
-    return ~m if m.dtype == torch.bool else 1.0 - m
-
-
-def _and(m: Tensor, n: Tensor) -> Tensor:
-    return m & n if m.dtype == torch.bool else m * n
-
-
-def _or(m: Tensor, n: Tensor) -> Tensor:
-    """m or n, for selectors that are never both true."""
-    return m | n if m.dtype == torch.bool else m + n
-
-
-def _safe(m: Tensor, x: Tensor) -> Tensor:
-    """x where m, else 1: a divisor or square-root argument that is finite on the branch not taken."""
-    return _pick(m, x, torch.ones_like(x))
-
-
-def _zero_unless(m: Tensor, x: Tensor) -> Tensor:
-    """x where m, else 0."""
-    return torch.where(m, x, 0.0) if m.dtype == torch.bool else x * m
-
-
-def _plus_minus(m: Tensor, like: Tensor) -> Tensor:
-    """+1 where m, -1 elsewhere."""
-    if m.dtype == torch.bool:
-        return torch.where(m, 1.0, -1.0).to(like.dtype)
-    return 2.0 * m - 1.0
-
-
 def _atan2_degrees(y: Tensor, x: Tensor) -> Tensor:
     """atan2(y, x) in degrees, (-180, 180], by octant reduction and the polynomial _ATAN_COEFFS.
 
@@ -263,14 +211,14 @@ def _atan2_degrees(y: Tensor, x: Tensor) -> Tensor:
     """
     ax, ay = x.abs(), y.abs()
     big = torch.maximum(ax, ay)
-    r = torch.minimum(ax, ay) / _safe(_ne0(big), big)
+    r = torch.minimum(ax, ay) / safe(ne0(big), big)
     a = r * _horner(r * r, _ATAN_COEFFS)
-    a = _pick(_gt(ay - ax), (0.5 * math.pi) - a, a)
-    a = _pick(_lt(x), math.pi - a, a)
-    return _pick(_lt(y), -a, a) * (1.0 / _DEG)
+    a = where(gt(ay - ax), (0.5 * math.pi) - a, a)
+    a = where(lt(x), math.pi - a, a)
+    return where(lt(y), -a, a) * (1.0 / _DEG)
 
 
-def _ciede2000(
+def ciede2000(
     L1: Tensor, a1: Tensor, b1: Tensor, L2: Tensor, a2: Tensor, b2: Tensor,
     k_l: float, k_c: float, k_h: float,
 ) -> Tensor:
@@ -294,7 +242,7 @@ def _ciede2000(
     float32 inputs: G (eqs. 2-4), R_T (eqs. 16, 17, 21: one atan2, exp and sin) and S_L's square
     root are evaluated in float32; everything that ΔE inherits with weight ~1 (C', the
     differences, h̄', T, the three quotients and their sum) in float64; the result is rounded
-    once. float32 vs float64 on the same inputs: within 3e-5 (the issue's bar), ~3e-7 relative
+    once. float32 vs float64 on the same inputs: within 3e-5, ~3e-7 relative
     (tests/test_difference.py). float64 and reduced-precision inputs (computed in float32) take
     the same code.
     """
@@ -317,11 +265,11 @@ def _ciede2000(
     cross = s * (0.5 * (A1 + A2) * db - 0.5 * (B1 + B2) * da)  # a1' b2 - b1 a2', exactly antisymmetric
     dot = a1p * a2p + B1 * B2
     cc = c1p * c2p
-    chromatic = _ne0(cc)
-    near = _and(chromatic, _not(_lt(dot)))  # both chromatic and |Δh'| <= 90°
-    d_near = _safe(near, cc + dot)
-    dh2 = _pick(near, 2.0 * cross * cross / d_near, 2.0 * (cc - dot))
-    dh2 = _zero_unless(chromatic, dh2)
+    chromatic = ne0(cc)
+    near = and_(chromatic, not_(lt(dot)))  # both chromatic and |Δh'| <= 90°
+    d_near = safe(near, cc + dot)
+    dh2 = where(near, 2.0 * cross * cross / d_near, 2.0 * (cc - dot))
+    dh2 = zero_unless(chromatic, dh2)
     if grad:
         # ΔH'² keeps its value but takes the gradient of 2 (C1'C2' - a1'a2' - b1 b2), the same
         # function in a form that is smooth at zero chroma: a neutral prediction is pushed toward
@@ -330,20 +278,20 @@ def _ciede2000(
         dh2 = dh2.detach() + (smooth - smooth.detach())
     # sign(Δh'): that of the cross product; exactly opposite hues (cross = 0) follow Sharma's
     # "|h2' - h1'| <= 180°" branch: Δh' = +180° iff h1' < 180°, i.e. b1 > 0, or b1 = 0 and a1' > 0.
-    h1_low = _or(_gt(B1), _and(_not(_ne0(B1)), _gt(A1)))
-    sign = _pick(_ne0(cross), _plus_minus(_gt(cross), cross), _plus_minus(h1_low, cross))
+    h1_low = or_(gt(B1), and_(not_(ne0(B1)), gt(A1)))
+    sign = where(ne0(cross), plus_minus(gt(cross), cross), plus_minus(h1_low, cross))
     dhp = sign * safe_sqrt(dh2)
 
     # eq. 14: h̄' as a unit vector (hc, hs).
     px = c1p * a2p - c2p * a1p
     py = c1p * B2 - c2p * B1
-    vx = _pick(chromatic, _pick(near, c2p * a1p + c1p * a2p, py * sign), a1p + a2p)
-    vy = _pick(chromatic, _pick(near, c2p * B1 + c1p * B2, -px * sign), B1 + B2)
+    vx = where(chromatic, where(near, c2p * a1p + c1p * a2p, py * sign), a1p + a2p)
+    vy = where(chromatic, where(near, c2p * B1 + c1p * B2, -px * sign), B1 + B2)
     n2 = vx * vx + vy * vy
-    has_hue = _ne0(n2)
-    inv = 1.0 / torch.sqrt(_safe(has_hue, n2))
-    hc = _pick(has_hue, vx * inv, torch.ones_like(vx))  # hue 0 when both colours are neutral
-    hs = _zero_unless(has_hue, vy * inv)
+    has_hue = ne0(n2)
+    inv = 1.0 / torch.sqrt(safe(has_hue, n2))
+    hc = where(has_hue, vx * inv, torch.ones_like(vx))  # hue 0 when both colours are neutral
+    hs = zero_unless(has_hue, vy * inv)
 
     # eq. 15.
     t = _horner(hc, _T_P) + hs * _horner(hc, _T_Q)
@@ -352,7 +300,7 @@ def _ciede2000(
     u = (hc * _COS275 + hs * _SIN275).to(lo)
     v = (hs * _COS275 - hc * _SIN275).to(lo)
     d275 = _atan2_degrees(v, u) if lo != hp else torch.atan2(v, u) * (1.0 / _DEG)
-    d275 = _pick(_lt(d275, 85.0), d275, d275 - 360.0)
+    d275 = where(lt(d275, 85.0), d275, d275 - 360.0)
     q = d275 * (1.0 / 25.0)
     q2 = q * q
     if lo == torch.float32:
@@ -370,7 +318,7 @@ def _ciede2000(
     den_l = root + 0.015 * l50  # S_L sqrt(20 + l)
     tl = dl * root / (den_l if k_l == 1.0 else k_l * den_l)
     den_c = (c1p + c2p) * (1.0 + 0.045 * cp_bar)  # S_C (C1' + C2')
-    den_c = _safe(_ne0(den_c), den_c)
+    den_c = safe(ne0(den_c), den_c)
     tc = num_c / (den_c if k_c == 1.0 else k_c * den_c)
     s_h = 1.0 + 0.015 * cp_bar * t
     s_h = s_h if k_h == 1.0 else k_h * s_h
@@ -382,8 +330,8 @@ def _ciede2000(
     # gradient; elsewhere its gradient is exact.
     cross_term = r_t * tc * th
     if grad:
-        near_neutral = _below(torch.minimum(c1p, c2p), _RT_GRAD_MIN_CHROMA)
-        cross_term = _pick(near_neutral, cross_term.detach(), cross_term)
+        near_neutral = below(torch.minimum(c1p, c2p), _RT_GRAD_MIN_CHROMA)
+        cross_term = where(near_neutral, cross_term.detach(), cross_term)
     # th² from ΔH'² when a gradient is needed (its smooth gradient, above); else th·th saves a division.
     th2 = dh2 / (s_h * s_h) if grad else th * th
     total = tl * tl + tc * tc + th2 + cross_term
@@ -395,14 +343,13 @@ def _ciede2000(
 # ----------------------------------------------------------------------------------------------
 
 _FUSED_CHUNK = 1 << 18
-_EAGER_CHUNK = 1 << 16  # 512 KiB of float64 per temporary: stays in cache, no page faults
 _compiled: dict[tuple[str, torch.dtype], Callable[..., None]] = {}
 _compile_lock = threading.Lock()
 
 
 def _ciede2000_into(L1, a1, b1, L2, a2, b2, out, k_l, k_c, k_h) -> None:  # noqa: ANN001 - traced by dynamo
-    """:func:`_ciede2000` written into ``out`` (compiled, the store goes straight to ``out``)."""
-    out.copy_(_ciede2000(L1, a1, b1, L2, a2, b2, k_l, k_c, k_h))
+    """:func:`ciede2000` written into ``out`` (compiled, the store goes straight to ``out``)."""
+    out.copy_(ciede2000(L1, a1, b1, L2, a2, b2, k_l, k_c, k_h))
 
 
 def _compiled_kernel(device: torch.device, dtype: torch.dtype) -> Callable[..., None] | None:
@@ -415,100 +362,6 @@ def _compiled_kernel(device: torch.device, dtype: torch.dtype) -> Callable[..., 
                 warnings.warn(f"delta_e_2000(fused=True): torch.compile unavailable ({exc}); using eager", ColorfidWarning, stacklevel=3)
                 _compiled[key] = None  # type: ignore[assignment]
         return _compiled[key]
-
-
-_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid, one worker): a fork gets its own
-_POOL_LOCK = threading.Lock()
-
-
-def _worker() -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[0] != os.getpid():  # a forked child inherits no worker thread
-            _POOL = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="colorfid-deinterleave"))
-        return _POOL[1]
-
-
-def _split(src: np.ndarray, dst: np.ndarray) -> None:
-    """``dst[c] = src[:, c]`` for ``src`` (n, 3), ``dst`` (3, n): OpenCV's SIMD ``cv2.split``
-    (one pass over ``src``, in place; NumPy's strided copy where OpenCV cannot be imported)."""
-    try:
-        import cv2
-    except ImportError:  # pragma: no cover - opencv-python-headless is a dependency
-        np.copyto(dst, src.T)
-        return
-    n = src.shape[0]
-    outs = [dst[c].reshape(n, 1) for c in range(3)]
-    got = cv2.split(src.reshape(n, 1, 3), outs)
-    for o, g in zip(outs, got):
-        if g.ctypes.data != o.ctypes.data:  # OpenCV allocated instead of writing in place
-            np.copyto(o, g)
-
-
-def _deinterleave(dst: Tensor, src: Tensor) -> None:
-    """``dst`` (3, n) <- ``src`` (n, 3), both contiguous: the transpose, written in place.
-
-    On the CPU through ``cv2.split``, half the rows on a worker thread (OpenCV releases the GIL).
-    Measured on a 2-core host, 12 MP of float32 streamed from memory: ~25 ms per input, against
-    ~45 ms for NumPy's strided copy and 100+ ms for ``Tensor.copy_`` of the transposed view.
-    Elsewhere (CUDA) a plain ``copy_``.
-    """
-    n = src.shape[0]
-    if dst.device.type != "cpu" or src.dtype not in (torch.float32, torch.float64):
-        dst.copy_(src.T)
-        return
-    d, s = dst.numpy(), src.detach().numpy()
-    if n < 1 << 15 or torch.get_num_threads() < 2:
-        _split(s, d)
-        return
-    h = n // 2
-    job = _worker().submit(_split, s[h:], d[:, h:])
-    _split(s[:h], d[:, :h])
-    job.result()
-
-
-def _chunked(lab1: Tensor, lab2: Tensor, d: int, kernel: Callable[..., None], chunk: int, pad: bool, k: tuple[float, float, float]) -> Tensor:
-    """Evaluate ``kernel(L1, a1, b1, L2, a2, b2, out, *k)`` over chunks of ``chunk`` pixels.
-
-    Planar inputs are passed as views; interleaved ones are de-interleaved chunk by chunk into a
-    reused (3, chunk) buffer. ``pad``: every call sees exactly ``chunk`` pixels (the compiled
-    kernel's one static shape): the last chunk is zero-padded and written through a scratch row.
-    """
-    out_shape = [s for i, s in enumerate(lab1.shape) if i != d]
-    lead = int(math.prod(lab1.shape[:d]))
-    p = int(math.prod(out_shape[d:]))
-    xs = [_layout(lab1, d), _layout(lab2, d)]
-    out = torch.empty((lead, p), dtype=lab1.dtype, device=lab1.device)
-    bufs = [None, None]
-    scratch = None
-    for i in range(lead):
-        for s in range(0, p, chunk):
-            e = min(s + chunk, p)
-            n = e - s
-            short = pad and n < chunk
-            planes: list[Tensor] = []
-            for j, (x, interleaved) in enumerate(xs):
-                if not interleaved and not short:
-                    planes += x[i, :, s:e].unbind(0)
-                    continue
-                if bufs[j] is None:
-                    bufs[j] = torch.empty((3, chunk), dtype=x.dtype, device=x.device)
-                buf = bufs[j]
-                if interleaved:
-                    _deinterleave(buf[:, :n], x[i, s:e])
-                else:
-                    buf[:, :n].copy_(x[i, :, s:e])
-                if short:
-                    buf[:, n:].zero_()  # (0, 0, 0) pairs: ΔE 0, no special case in the kernel
-                planes += (buf if pad else buf[:, :n]).unbind(0)
-            if short:
-                if scratch is None:
-                    scratch = torch.empty(chunk, dtype=out.dtype, device=out.device)
-                kernel(*planes, scratch, *k)
-                out[i, s:e] = scratch[:n]
-            else:
-                kernel(*planes, out[i, s:e], *k)
-    return out.reshape(out_shape)
 
 
 def delta_e_2000(
@@ -544,8 +397,8 @@ def delta_e_2000(
     so memory stays bounded (a few MiB of working set, plus the output). Memory layout: the planes
     of a contiguous tensor are read in place; a tensor whose channels are innermost in memory (a
     ``(3, H, W)`` view of an ``(H, W, 3)`` array, ``channels_last``) is de-interleaved one chunk
-    at a time (the fused float32 path runs ~1.4x slower on it on a 2-core CPU: the transpose is
-    a separate pass over memory); any other layout is copied once.
+    at a time (slower: the transpose is a separate pass over memory); any other layout is copied
+    once.
     """
     lab1, lab2, d, dtype = _pair(lab1, lab2, dim, "delta_e_2000")
     k = (float(k_l), float(k_c), float(k_h))
@@ -553,14 +406,14 @@ def delta_e_2000(
     if needs_grad:
         L1, a1, b1 = lab1.unbind(d)
         L2, a2, b2 = lab2.unbind(d)
-        return _finish(_ciede2000(L1, a1, b1, L2, a2, b2, *k), dtype)
+        return finish(ciede2000(L1, a1, b1, L2, a2, b2, *k), dtype)
     with torch.no_grad():
         if fused and os.environ.get("COLORFID_DISABLE_FUSED") != "1":
             kernel = _compiled_kernel(lab1.device, lab1.dtype)
             if kernel is not None:
-                return _finish(_chunked(lab1, lab2, d, kernel, _FUSED_CHUNK, True, k), dtype)
-        if lab1.numel() // 3 <= _EAGER_CHUNK:
+                return finish(chunked_pairs(lab1, lab2, d, kernel, _FUSED_CHUNK, True, k), dtype)
+        if lab1.numel() // 3 <= CHUNK:
             L1, a1, b1 = lab1.unbind(d)
             L2, a2, b2 = lab2.unbind(d)
-            return _finish(_ciede2000(L1, a1, b1, L2, a2, b2, *k), dtype)
-        return _finish(_chunked(lab1, lab2, d, _ciede2000_into, _EAGER_CHUNK, False, k), dtype)
+            return finish(ciede2000(L1, a1, b1, L2, a2, b2, *k), dtype)
+        return finish(chunked_pairs(lab1, lab2, d, _ciede2000_into, CHUNK, False, k), dtype)

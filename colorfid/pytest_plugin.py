@@ -103,7 +103,7 @@ class _State:
         if not self.payloads:
             return
         from .errors import ColorfidError
-        from .evaluate import Results
+        from .results import Results
         from .gate import GateReport
 
         order = [n for n in self.plan.set_names if n in self.payloads]

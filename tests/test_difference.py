@@ -330,7 +330,7 @@ def test_chunked_path_reads_every_memory_layout(dtype):
     # Batched, an odd pixel count (the last chunk is short), > 2^16 pixels per image: the chunked
     # path de-interleaves an (H, W, 3)-memory view chunk by chunk, reads planes in place, copies any
     # other layout; every layout gives the same values, those of one unchunked evaluation.
-    from colorfid.difference import _ciede2000
+    from colorfid.difference import ciede2000
 
     lab1, lab2 = _random_lab_pairs(2 * 301 * 257, seed=12)
     planar1 = torch.from_numpy(lab1).to(dtype).reshape(3, 2, 301, 257).transpose(0, 1).contiguous()
@@ -344,7 +344,7 @@ def test_chunked_path_reads_every_memory_layout(dtype):
     for a, b in ((hwc1, hwc2), (hwc1, planar2), (planar1, hwc2), (odd1, hwc2)):
         assert torch.equal(delta_e_2000(a, b), got)
     with torch.no_grad():
-        whole = _ciede2000(*planar1.unbind(1), *planar2.unbind(1), 1.0, 1.0, 1.0)
+        whole = ciede2000(*planar1.unbind(1), *planar2.unbind(1), 1.0, 1.0, 1.0)
     # chunk tails take ATen's scalar loops (vs its vector ones): equal to the last float32 ulp
     torch.testing.assert_close(got, whole, rtol=1e-12 if dtype == torch.float64 else 3e-7, atol=1e-12)
 
@@ -354,12 +354,12 @@ def test_chunked_path_reads_every_memory_layout(dtype):
 def test_deinterleave_is_a_transpose(dtype, n):
     src = torch.randn(n, 3, dtype=dtype)
     dst = torch.full((3, n + 5), float("nan"), dtype=dtype)
-    from colorfid.difference import _deinterleave
+    from colorfid._layout import deinterleave
 
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the worker thread is used only with >= 2 torch threads (xdist sets 1)
     try:
-        _deinterleave(dst[:, :n], src)
+        deinterleave(dst[:, :n], src)
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(dst[:, :n], src.T)

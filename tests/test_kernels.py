@@ -19,6 +19,7 @@ import torch
 
 import colorfid._aot as A
 from colorfid import metrics as M
+from colorfid.metrics import fused as F
 from colorfid.cli import main
 from colorfid.errors import ColorfidWarning, KernelError, UnknownNameError
 
@@ -84,9 +85,9 @@ def assert_same_metrics(a: dict, b: dict, rel: float = 1e-12, hue_rel: float | N
 
 
 def test_registered_kernels_and_eager_default(empty_kernel_dir):
-    assert set(A.registered()) == {M._PIXEL_KERNEL, M._SSIM_KERNEL}
+    assert set(A.registered()) == {F.PIXEL_KERNEL, F.SSIM_KERNEL}
     assert M.metric_kernels() == "eager"
-    assert A.get(M._PIXEL_KERNEL) is None
+    assert A.get(F.PIXEL_KERNEL) is None
     assert all(not s["built"] for s in A.status())
     with pytest.raises(UnknownNameError, match="metrics_pixels_f64"):
         A.get("no_such_kernel")
@@ -102,9 +103,9 @@ def test_fused_true_without_kernels_is_a_clear_error(empty_kernel_dir):
 
 def test_corrupt_kernel_file_warns_and_falls_back_to_eager(empty_kernel_dir):
     empty_kernel_dir.mkdir(parents=True)
-    path = A.path_of(M._PIXEL_KERNEL)
+    path = A.path_of(F.PIXEL_KERNEL)
     path.write_bytes(b"not a kernel package")
-    A.path_of(M._SSIM_KERNEL).write_bytes(b"PK\x03\x04 truncated")
+    A.path_of(F.SSIM_KERNEL).write_bytes(b"PK\x03\x04 truncated")
     p, t = rand_img(3), rand_img(4)
     with pytest.warns(ColorfidWarning, match="could not be loaded"):
         m = M.image_metrics(p, t)
@@ -112,7 +113,7 @@ def test_corrupt_kernel_file_warns_and_falls_back_to_eager(empty_kernel_dir):
     with pytest.raises(KernelError, match="not built"):
         M.image_metrics(p, t, fused=True)
     A._forget(path)
-    A._forget(A.path_of(M._SSIM_KERNEL))
+    A._forget(A.path_of(F.SSIM_KERNEL))
 
 
 def test_key_follows_sources_and_settings(tmp_path, monkeypatch):
@@ -178,7 +179,7 @@ def _edge_cases() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
     bad = t.clone()
     bad[0, 1, 2], bad[1, 3, 4], bad[2, 5, 6], bad[0, 7, 8] = float("nan"), float("inf"), -float("inf"), 1.5
     grey = t[:1].expand(3, -1, -1).contiguous()
-    chunk = M._PIXEL_CHUNK
+    chunk = F.PIXEL_CHUNK
     return [
         ("identity", t, t),
         ("black vs colour", torch.zeros_like(t), t),
@@ -228,7 +229,7 @@ def test_kernels_off_switch_and_provenance(kernels, monkeypatch, tmp_path):
     r = evaluate("identity", ["neutral"], cache_dir=tmp_path / "c", progress=False)
     assert r.provenance["metric_kernels"] == "fused"
     monkeypatch.setenv("COLORFID_KERNELS", "0")
-    assert M.metric_kernels() == "eager" and A.get(M._PIXEL_KERNEL) is None
+    assert M.metric_kernels() == "eager" and A.get(F.PIXEL_KERNEL) is None
     r0 = evaluate("identity", ["neutral"], cache_dir=tmp_path / "c", progress=False)
     assert r0.provenance["metric_kernels"] == "eager"
     for im, im0 in zip(r.sets["neutral"]["images"], r0.sets["neutral"]["images"]):

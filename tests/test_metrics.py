@@ -610,7 +610,7 @@ def _masked_ssim_bruteforce(x: np.ndarray, y: np.ndarray, m: np.ndarray) -> floa
 
 @pytest.mark.parametrize("weighted,strip", [(False, 256), (True, 256), (True, 3)])
 def test_masked_ssim_normalised_convolution(weighted, strip, monkeypatch):
-    monkeypatch.setattr(M, "_SSIM_STRIP", strip)  # strip=3: several strips of output rows
+    monkeypatch.setattr("colorfid.metrics.structural._SSIM_STRIP", strip)  # strip=3: several strips of output rows
     rng = np.random.default_rng(5)
     p, t = rand_img(80, 18, 17), rand_img(81, 18, 17)
     keep = rng.random((18, 17)) < 0.6
@@ -691,7 +691,7 @@ def test_image_metrics_identity():
 
 @pytest.mark.parametrize("strip", [1 << 20, 50])
 def test_image_metrics_matches_oracles(strip, monkeypatch):
-    monkeypatch.setattr(M, "_STRIP_PIXELS", strip)  # 50: strips of 2.3 rows
+    monkeypatch.setattr("colorfid.metrics.image._STRIP_PIXELS", strip)  # 50: strips of 2.3 rows
     p, t = rand_img(91, 20, 22), rand_img(92, 20, 22)
     m = M.image_metrics(p, t, fused=False)
     assert_metrics_match_oracles(m, p, t)

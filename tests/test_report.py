@@ -30,6 +30,9 @@ from PIL import Image
 
 import colorfid
 from colorfid import metrics, report
+from colorfid._format import fixed
+from colorfid.report.maps import compute_maps
+from colorfid.report.numbers import bound_lines
 from colorfid.errors import ConfigError, UnknownNameError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -614,8 +617,8 @@ def test_trends_from_history_with_bound_and_baseline(tmp_path: Path) -> None:
     assert 'class="bound"' in svg and 'class="base"' in svg
     vals = [r["sets"]["paint"]["aggregate"]["de00_p95"]["mean"] for r in runs]
     for v in vals:  # the accessible description lists every value
-        assert report._fmt(v) in key
-    assert "bound 3.000" in key and report._fmt(base["sets"]["paint"]["aggregate"]["de00_p95"]["mean"]) in key
+        assert fixed(v) in key
+    assert "bound 3.000" in key and fixed(base["sets"]["paint"]["aggregate"]["de00_p95"]["mean"]) in key
     # "1.0 ± 0.1" draws two bound lines
     sat = svgs[next(k for k in svgs if k.startswith("paint · sat_ratio_hc"))]
     assert sat.count('class="bound"') == 2 + 1  # two lines + the legend swatch
@@ -637,7 +640,7 @@ def test_trends_from_several_results_and_single_run_note(tmp_path: Path) -> None
      ("<= 10.0 (regression > +0.5)", [10.0])],
 )
 def test_bound_lines(bound: Any, expect: list[float]) -> None:
-    assert report._bound_lines(bound) == pytest.approx(expect)
+    assert bound_lines(bound) == pytest.approx(expect)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -687,9 +690,9 @@ def _size_case(tmp_path: Path, size: tuple[int, int], sets: dict[str, int]) -> N
 def test_maps_are_computed_exactly_in_row_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     gt = _t(scene(37, 29, seed=3))
     pred = _t(desaturate(scene(37, 29, seed=3), 0.4))
-    whole = report._compute_maps(pred, gt, 10.0)
-    monkeypatch.setattr(report, "_MAP_CHUNK_PIXELS", 100)  # 3 rows per block, a ragged last block
-    blocks = report._compute_maps(pred, gt, 10.0)
+    whole = compute_maps(pred, gt, 10.0)
+    monkeypatch.setattr("colorfid.report.maps._MAP_CHUNK_PIXELS", 100)  # 3 rows per block, a ragged last block
+    blocks = compute_maps(pred, gt, 10.0)
     for k in ("de00", "hue", "sat"):
         assert np.array_equal(getattr(whole, k), getattr(blocks, k)), k
     # and the ΔE values behind the colours are CIEDE2000 of the pair (colour-science oracle)

@@ -21,7 +21,6 @@ stripped. Without a ``factory`` the NAFNet configuration is inferred from the te
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import pickle
@@ -35,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .._atomic import atomic_open
+from .._files import sha256_file
 from ..errors import CheckpointError, UnsafeCheckpointError, UsageError
 from .nafnet import NAFNet, NAFNetLocal
 
@@ -60,14 +60,10 @@ _MAX_LISTED = 12
 def file_sha256(path: str | os.PathLike[str], *, chunk_size: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes (read in chunks; fits any file size)."""
     p = Path(path)
-    h = hashlib.sha256()
     try:
-        with p.open("rb") as fh:
-            for block in iter(lambda: fh.read(chunk_size), b""):
-                h.update(block)
+        return sha256_file(p, chunk_size=chunk_size)
     except OSError as exc:
         raise CheckpointError(f"cannot read {p}: {exc}") from exc
-    return h.hexdigest()
 
 
 def _listing(names: list[str]) -> str:

@@ -70,7 +70,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .._files import read_text
 from ..errors import ColorfidWarning, ConfigError
+from ..losses.pixel import PIXEL_LOSSES
 
 __all__ = [
     "load_options",
@@ -89,7 +91,7 @@ SUPPORTED_SCHEDULERS: tuple[str, ...] = (
     "MultiStepRestartLR",
 )
 #: BasicSR / NAFNet loss names the trainer accepts in ``*_opt`` besides colorfid's own losses.
-BASICSR_LOSSES: tuple[str, ...] = ("L1Loss", "MSELoss", "CharbonnierLoss", "PSNRLoss")
+BASICSR_LOSSES: tuple[str, ...] = tuple(PIXEL_LOSSES)
 _AMP_CHOICES = ("auto", "bf16", "fp16", "off")
 _DEFAULT_BEST_METRICS = ["de00_p95", "sat_ratio_hc", "psnr"]
 
@@ -598,10 +600,7 @@ def load_options(path: str | os.PathLike, *, cwd: str | os.PathLike | None = Non
     import yaml
 
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the options file: {exc}") from exc
+    text = read_text(p, ConfigError, "options file")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -1,27 +1,5 @@
-"""Stress sets: discovery, pairing and validation, and the bundled sets.
-
-A *stress set* is a folder::
-
-    my_set/
-      gt/      target images ("after")                       required
-      lq/      model inputs ("before"), same file stems       \\ at least one
-      pred/    saved model outputs, same file stems           /
-      set.toml optional: description, [protocol] overrides, [degradation], [provenance]
-
-Images are matched by file stem (``gt/kitchen.png`` <-> ``lq/kitchen.jpg``); the supported
-suffixes are :data:`IMAGE_SUFFIXES` (case-insensitive). Hidden files and other files are
-ignored (listed in :attr:`StressSet.ignored`). Everything that would make a gate measure the
-wrong thing -- a stem on one side only, two files with one stem, an image whose size differs
-from its GT, an unreadable file, an empty or missing folder, an unknown ``set.toml`` key or
-protocol field -- raises one :class:`~colorfid.errors.StressSetError` that lists *every*
-offender, never a silent skip.
-
-The bundled sets (``colorchecker``, ``saturated_paint``, ``photos``, ``neutral``) live in
-``<repo>/golden/stress/<name>/`` and were made by ``scripts/make_golden_data.py`` (see
-``golden/stress/README.md``). The bundled *training* pairs (``golden/train/``, same layout)
-come from the same generators with other seeds and scenes and never overlap the stress sets.
-``COLORFID_GOLDEN=/path/to/golden`` points colorfid at another copy of ``golden/``.
-"""
+"""Stress-set folders: discovery, pairing by file stem, ``set.toml``, validation (every offender
+listed in one :class:`~colorfid.errors.StressSetError`), and predictions attached to a set."""
 
 from __future__ import annotations
 
@@ -32,35 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping, Sequence
 
-from .errors import StressSetError, UnknownNameError
+from ..errors import StressSetError, UnknownNameError
 
 try:  # Python >= 3.11
     import tomllib as _toml
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as _toml  # type: ignore[no-redef]
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "BUNDLED_SETS",
-    "SET_TOML_KEYS",
-    "Pair",
-    "StressSet",
-    "load_stress_set",
-    "attach_predictions",
-    "bundled_set_names",
-    "bundled_set",
-    "resolve_sets",
-    "golden_dir",
-    "stress_dir",
-    "training_dir",
-    "bundled_training_set",
-]
+__all__ = ["IMAGE_SUFFIXES", "SET_TOML_KEYS", "Kind", "CheckMode", "Pair", "StressSet", "load_stress_set",
+           "attach_predictions"]
 
 #: File suffixes (lower-case) that count as images in ``gt/``, ``lq/`` and ``pred/``.
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-
-#: The bundled stress sets, in the order reports list them.
-BUNDLED_SETS: tuple[str, ...] = ("colorchecker", "saturated_paint", "photos", "neutral")
 
 #: Top-level keys ``set.toml`` may hold. ``description`` is a string; ``protocol`` overrides
 #: :class:`colorfid.metrics.MetricProtocol` fields for this set; ``degradation`` and
@@ -68,7 +29,6 @@ BUNDLED_SETS: tuple[str, ...] = ("colorchecker", "saturated_paint", "photos", "n
 #: carried in :attr:`StressSet.degradation` / :attr:`StressSet.provenance`.
 SET_TOML_KEYS: tuple[str, ...] = ("description", "protocol", "degradation", "provenance")
 
-_GOLDEN_ENV = "COLORFID_GOLDEN"
 _SIDES = ("gt", "lq", "pred")
 
 Kind = Literal["lq", "pred"]
@@ -168,7 +128,7 @@ class StressSet:
     def metric_protocol(self, base: Any = None) -> Any:
         """``colorfid.metrics.MetricProtocol``: ``base`` (or the defaults) with this set's
         ``[protocol]`` overrides on top."""
-        from .metrics import MetricProtocol
+        from ..metrics import MetricProtocol
 
         if base is None:
             base = MetricProtocol()
@@ -211,7 +171,7 @@ class StressSet:
 
 def _protocol_fields() -> dict[str, type]:
     """MetricProtocol's field names -> int or float."""
-    from .metrics import MetricProtocol
+    from ..metrics import MetricProtocol
 
     out: dict[str, type] = {}
     for f in dataclasses.fields(MetricProtocol):
@@ -282,7 +242,7 @@ def _image_size(path: Path) -> tuple[int, int]:
 def _decode_size(path: Path) -> tuple[int, int]:
     """(height, width) by decoding the whole file with colorfid.io (the gate's own reader)."""
     try:
-        from .io import read_image
+        from ..io import read_image
     except ImportError:  # pragma: no cover - io not installed: fall back to Pillow
         from PIL import Image, ImageOps
 
@@ -489,151 +449,3 @@ def attach_predictions(
     if problems:
         _raise(stress_set.name, stress_set.root, problems)
     return dataclasses.replace(stress_set, kind="pred", pairs=new_pairs, ignored=stress_set.ignored + ignored)
-
-
-# --------------------------------------------------------------------------- bundled data
-
-
-def golden_dir() -> Path:
-    """colorfid's ``golden/`` folder: ``$COLORFID_GOLDEN`` if set, else ``<repo>/golden`` next
-    to the package. StressSetError when it does not exist (a wheel install ships no golden/)."""
-    env = os.environ.get(_GOLDEN_ENV)
-    if env:
-        p = Path(env).expanduser()
-        if not p.is_dir():
-            raise StressSetError(f"{_GOLDEN_ENV}={env!r} is not a folder")
-        return p
-    p = Path(__file__).resolve().parent.parent / "golden"
-    if not p.is_dir():
-        raise StressSetError(
-            f"colorfid's bundled data folder {p} does not exist (it ships with the source tree, not "
-            f"the wheel); clone the repository or set {_GOLDEN_ENV}=/path/to/golden"
-        )
-    return p
-
-
-def stress_dir() -> Path:
-    """``golden/stress``: the bundled stress sets."""
-    return golden_dir() / "stress"
-
-
-def training_dir() -> Path:
-    """``golden/train``: the bundled training pairs (``lq/`` + ``gt/``), never a gate image."""
-    return golden_dir() / "train"
-
-
-def bundled_training_set(*, check: CheckMode = "header") -> StressSet:
-    """The bundled training pairs as a validated :class:`StressSet` named ``"train"``."""
-    return load_stress_set(training_dir(), name="train", check=check)
-
-
-def bundled_set_names() -> list[str]:
-    """Names of the bundled stress sets: :data:`BUNDLED_SETS` first (those present), then any
-    other folder of ``golden/stress`` holding a ``gt/``, sorted."""
-    root = stress_dir()
-    if not root.is_dir():
-        raise StressSetError(f"bundled stress sets folder {root} does not exist")
-    found = {p.name for p in root.iterdir() if p.is_dir() and (p / "gt").is_dir() and not p.name.startswith(".")}
-    return [n for n in BUNDLED_SETS if n in found] + sorted(found - set(BUNDLED_SETS))
-
-
-def bundled_set(name: str, *, kind: Kind | None = None, check: CheckMode = "header") -> StressSet:
-    """Load the bundled set ``name``; UnknownNameError listing the bundled names otherwise."""
-    known = bundled_set_names()
-    if name not in known:
-        raise UnknownNameError(f"unknown stress set {name!r}; bundled sets: {known}")
-    return load_stress_set(stress_dir() / name, kind=kind, check=check)
-
-
-def _looks_like_path(spec: str) -> bool:
-    return any(c in spec for c in ("/", "\\", os.sep)) or spec.startswith(("~", ".")) or spec.endswith(os.sep)
-
-
-def _is_set_folder(p: Path) -> bool:
-    return (p / "gt").is_dir() or (p / "lq").is_dir() or (p / "pred").is_dir()
-
-
-def resolve_sets(
-    specs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
-    *,
-    kind: Kind | None = None,
-    check: CheckMode = "header",
-) -> list[StressSet]:
-    """Stress sets from names and paths.
-
-    Each spec is one of
-
-    - a bundled set's name (``"saturated_paint"``);
-    - a path to a set folder (``"data/kitchens"``, a :class:`~pathlib.Path`); a bare word
-      that is not a bundled name is taken as a folder when one exists by that name; write
-      ``./photos`` to prefer your folder over the bundled ``photos``;
-    - ``NAME=PATH`` to give a folder another set name (``"kitchens=/data/val_hard"``);
-    - a path to a folder of set folders (each sub-folder with ``gt/`` becomes a set).
-
-    ``None`` means every bundled set.
-
-    Raises:
-        UnknownNameError: a bare name that is neither bundled nor an existing folder (the
-            message lists the bundled names).
-        StressSetError: a path that does not exist or is not a stress set; two sets with one
-            name; no set at all; any set that fails :func:`load_stress_set`.
-    """
-    if specs is None:
-        names = bundled_set_names()
-        if not names:
-            raise StressSetError(f"no bundled stress sets found in {stress_dir()}")
-        return [load_stress_set(stress_dir() / n, kind=kind, check=check) for n in names]
-    if isinstance(specs, (str, os.PathLike)):
-        specs = [specs]
-    if len(specs) == 0:
-        raise StressSetError("no stress sets given (an empty list); pass None for all bundled sets")
-
-    out: list[StressSet] = []
-    bundled: list[str] | None = None
-    for spec in specs:
-        set_name: str | None = None
-        if isinstance(spec, os.PathLike):
-            target = Path(spec)
-        else:
-            s = str(spec)
-            if "=" in s and not _looks_like_path(s.split("=", 1)[0]) and s.split("=", 1)[0]:
-                set_name, s = s.split("=", 1)
-            if set_name is None and not _looks_like_path(s):
-                if bundled is None:
-                    try:
-                        bundled = bundled_set_names()
-                    except StressSetError:
-                        bundled = []
-                if s in bundled:
-                    out.append(load_stress_set(stress_dir() / s, kind=kind, check=check))
-                    continue
-                if not Path(s).is_dir():
-                    raise UnknownNameError(
-                        f"unknown stress set {s!r}: not a bundled set and no folder by that name; "
-                        f"bundled sets: {bundled}"
-                    )
-            target = Path(s)
-        target = target.expanduser()
-        if not target.exists():
-            raise StressSetError(f"stress set folder {str(target)!r} does not exist")
-        if not target.is_dir():
-            raise StressSetError(f"stress set path {str(target)!r} is not a folder")
-        if _is_set_folder(target):
-            out.append(load_stress_set(target, kind=kind, name=set_name, check=check))
-            continue
-        subs = sorted(p for p in target.iterdir() if p.is_dir() and not p.name.startswith(".") and _is_set_folder(p))
-        if not subs:
-            raise StressSetError(
-                f"{str(target)!r} is not a stress set: it has no gt/ + lq/ (or pred/) folders, "
-                "and no sub-folders that have them"
-            )
-        if set_name is not None:
-            raise StressSetError(f"{spec!r}: NAME=PATH needs PATH to be one set, but {target} holds {len(subs)} sets")
-        out.extend(load_stress_set(p, kind=kind, check=check) for p in subs)
-
-    names = [s.name for s in out]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        where = {n: [str(s.root) for s in out if s.name == n] for n in dup}
-        raise StressSetError(f"two stress sets share a name: {where}; rename a folder or use NAME=PATH")
-    return out

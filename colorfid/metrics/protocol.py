@@ -1,0 +1,97 @@
+"""The metric protocol: the thresholds that define the masked statistics (results record it)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Mapping
+
+from .._format import did_you_mean
+from ..errors import ConfigError
+
+__all__ = ["MetricProtocol", "as_protocol"]
+
+
+@dataclass(frozen=True)
+class MetricProtocol:
+    """The thresholds that define the masked statistics. Results record it; gates compare it.
+
+    Attributes
+    ----------
+    hc_saturation:
+        A pixel is *high chroma* when its ground-truth HSV saturation S = (max - min) / max is at
+        least this (in [0, 1]; default 0.5). Used by every ``*_hc`` key except ``chroma_ratio_hc``.
+    hc_chroma:
+        The CIELAB variant: GT chroma C*ab at least this (CIE units; default 40) -- the mask of
+        ``chroma_ratio_hc`` and of ``high_chroma_mask(space="lab")``.
+    hue_chroma_floor:
+        Hue statistics use only pixels whose GT chroma C*ab is at least this (default 10): below it
+        the hue angle of the target is ill-conditioned. Only the GT decides (see :func:`hue_shift`).
+    grey_tolerance:
+        A pixel is grey when max(R, G, B) - min(R, G, B) <= this (encoded sRGB; default 0.02).
+    low_color_min, low_color_critical:
+        Mean HSV saturation of the prediction below these flags ``low`` / ``critical`` colour
+        (defaults 0.10 and 0.04).
+    worst_k:
+        How many worst images reports and results list per set (default 3).
+    """
+
+    hc_saturation: float = 0.5
+    hc_chroma: float = 40.0
+    hue_chroma_floor: float = 10.0
+    grey_tolerance: float = 0.02
+    low_color_min: float = 0.10
+    low_color_critical: float = 0.04
+    worst_k: int = 3
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            want_int = f.type in (int, "int")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (want_int and not isinstance(v, int)):
+                kind = "an integer" if want_int else "a number"
+                raise ConfigError(f"MetricProtocol.{f.name}: expected {kind}, got {v!r}")
+            if not want_int:
+                object.__setattr__(self, f.name, float(v))
+            if not math.isfinite(v) or v < 0:
+                raise ConfigError(f"MetricProtocol.{f.name}: must be finite and >= 0, got {v!r}")
+        if self.hc_saturation > 1:
+            raise ConfigError(f"MetricProtocol.hc_saturation: HSV saturation lies in [0, 1], got {self.hc_saturation}")
+        if self.low_color_critical > self.low_color_min:
+            raise ConfigError(
+                f"MetricProtocol: low_color_critical ({self.low_color_critical}) must not exceed "
+                f"low_color_min ({self.low_color_min})"
+            )
+        if self.worst_k < 1:
+            raise ConfigError(f"MetricProtocol.worst_k: must be >= 1, got {self.worst_k}")
+
+    def as_dict(self) -> dict[str, float | int]:
+        """The fields as a plain dict (JSON/TOML-able)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None) -> MetricProtocol:
+        """Build from a (possibly partial) mapping; missing keys keep their defaults.
+
+        Unknown keys raise :class:`~colorfid.errors.ConfigError` listing the known ones (a
+        misspelt threshold must never be silently ignored).
+        """
+        if d is None:
+            return cls()
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"MetricProtocol.from_dict: expected a mapping, got {type(d).__name__}")
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(k for k in d if k not in known)
+        if unknown:
+            hints = [f"{k!r}{did_you_mean(str(k), known)}" for k in unknown]
+            raise ConfigError(f"unknown protocol key(s) {', '.join(hints)}; known keys: {', '.join(known)}")
+        return cls(**dict(d))
+
+
+def as_protocol(protocol: MetricProtocol | Mapping[str, Any] | None) -> MetricProtocol:
+    """``protocol`` as a :class:`MetricProtocol` (None: the defaults; a mapping: its fields)."""
+    if protocol is None:
+        return MetricProtocol()
+    if isinstance(protocol, MetricProtocol):
+        return protocol
+    return MetricProtocol.from_dict(protocol)
