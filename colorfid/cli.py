@@ -53,7 +53,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     """``colorfid report``: saved results and/or checkpoints -> one report (exit 0; 2 on usage errors).
 
     * ``results`` (JSON files, oldest first) and ``checkpoint`` (evaluated here with
-      :func:`colorfid.evaluate.evaluate` on ``sets``, their results saved under
+      :func:`colorfid.evaluation.evaluate` on ``sets``, their results saved under
       ``<out>/checkpoints/``) together form the checkpoints of the report; the last is detailed.
     * Gate: ``--config`` names a thresholds file; otherwise the one
       :func:`colorfid.gate.find_thresholds` finds is used when it applies to these results
@@ -63,7 +63,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
       run are appended to it (the last one with its gate verdict).
     """
     from . import gate as _gate
-    from .evaluate import evaluate
+    from .evaluation import evaluate
     from .report import append_history, load_history, write_report
     from .report.cards import slug
     from .report.inputs import as_base

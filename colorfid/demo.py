@@ -95,7 +95,7 @@ def run_demo(
     ``update_baseline=True`` rewrites ``golden/baselines/demo_l1.json`` from ``demo_l1``'s
     results (how the committed baseline was made).
     """
-    from .evaluate import IdentityModel
+    from .evaluation import IdentityModel
     from .gate import plan_gate, write_baseline
     from .report import write_report
     from .stress import golden_dir

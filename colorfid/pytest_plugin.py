@@ -6,7 +6,7 @@ inert — no torch import, no item, no file written — unless ``--checkpoint`` 
 
 When active it adds one test item per stress set (node id ``colorfid::<set>``, marker
 ``colorfid``), so ``-k``, ``-m colorfid`` / ``-m "not colorfid"``, ``-x`` and pytest-xdist
-work as for any test. An item evaluates its set (``colorfid.evaluate``), judges it
+work as for any test. An item evaluates its set (``colorfid.evaluation``), judges it
 (``colorfid.gate``) and, when it fails, shows the metric table (value, bound, baseline, Δ,
 verdict) and the worst images instead of a traceback.
 
@@ -402,7 +402,7 @@ def colorfid_evaluate(pytestconfig: pytest.Config) -> Callable[..., Any]:
     plan = state.plan if state is not None else None
 
     def _evaluate(sets: Any = None, model: Any = None, **kwargs: Any) -> Any:
-        from .evaluate import evaluate
+        from .evaluation import evaluate
 
         if model is None:
             if plan is None:

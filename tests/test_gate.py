@@ -22,7 +22,7 @@ from torch import nn
 
 from colorfid import cli
 from colorfid.errors import BaselineError, ConfigError, StressSetError, UnknownNameError, UsageError
-from colorfid.evaluate import METRICS_VERSION, Results, protocol_dict
+from colorfid.evaluation import METRICS_VERSION, Results, protocol_dict
 from colorfid.gate import (
     Baseline,
     GateReport,
@@ -403,7 +403,7 @@ class Desaturate(nn.Module):
 
 @pytest.fixture(scope="module")
 def paint_results(tmp_path_factory):
-    from colorfid.evaluate import evaluate
+    from colorfid.evaluation import evaluate
     from colorfid.stress import bundled_set
 
     s = bundled_set("saturated_paint")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import colorfid.evaluate  # noqa: F401
+import colorfid.evaluation  # noqa: F401
 import colorfid.gate  # noqa: F401
 import colorfid.io  # noqa: F401
 import colorfid.models.checkpoint  # noqa: F401
@@ -90,7 +90,7 @@ def test_inert_without_options(pytester):
         """
         import sys
         def test_plain():
-            assert "colorfid.gate" not in sys.modules and "colorfid.evaluate" not in sys.modules
+            assert "colorfid.gate" not in sys.modules and "colorfid.evaluation" not in sys.modules
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
@@ -270,7 +270,7 @@ def _cfg(text):
 
 def _baseline(text_or_fn):
     def setup(ws):
-        from colorfid.evaluate import protocol_dict
+        from colorfid.evaluation import protocol_dict
         from colorfid.metrics import MetricProtocol
 
         proto = protocol_dict(MetricProtocol())

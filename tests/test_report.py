@@ -480,7 +480,7 @@ def test_values_only_gate_baseline(tmp_path: Path) -> None:
 
 def test_real_gate_report(tmp_path: Path) -> None:
     from colorfid import gate
-    from colorfid.evaluate import Results
+    from colorfid.evaluation import Results
 
     res = Results.from_dict(make_results(tmp_path, strength=0.3))
     th = gate.parse_thresholds({"defaults": {"de00_p95": {"max": 1.0}, "psnr": {"min": 20.0}}}, source="t.toml")
@@ -495,7 +495,7 @@ def test_real_gate_report(tmp_path: Path) -> None:
 
 
 def test_results_object_and_path_inputs(tmp_path: Path) -> None:
-    from colorfid.evaluate import Results
+    from colorfid.evaluation import Results
 
     d = make_results(tmp_path)
     obj = Results.from_dict(d)
@@ -724,7 +724,7 @@ def test_templates_ship_in_the_wheel(tmp_path: Path) -> None:
 
 def test_cli_report_from_results_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from colorfid.cli import main
-    from colorfid.evaluate import Results
+    from colorfid.evaluation import Results
 
     paths = []
     for i, s in enumerate((0.3, 0.15)):

@@ -415,7 +415,7 @@ def test_bad_network_argument_names_the_key(data, tmp_path):
 
 
 def test_validation_uses_evaluate_and_gate_and_records_bests(data, tmp_path):
-    from colorfid.evaluate import Results
+    from colorfid.evaluation import Results
 
     vs = _make_pairs(tmp_path / "valset", 2, size=24, seed=5)
     raw = _raw(data, tmp_path / "e", total_iter=2)
@@ -494,7 +494,7 @@ def test_ddp_two_process_gloo_follows_single_process(tmp_path):
     ck = torch.load(tmp_path / "ddp" / "models" / f"net_g_{steps}.pth", weights_only=True)["params"]
     for k, v in torch.load(ref.last_checkpoint, weights_only=True)["params"].items():
         torch.testing.assert_close(ck[k], v, rtol=1e-4, atol=1e-5)
-    from colorfid.evaluate import Results
+    from colorfid.evaluation import Results
 
     res = Results.load(tmp_path / "ddp" / "validation" / f"results_{steps}.json")
     ref_res = Results.load(tmp_path / "single" / "validation" / f"results_{steps}.json")

@@ -23,7 +23,7 @@ class GatePlan:
 
     thresholds: Thresholds
     sets: list[Any]
-    source: Any  # colorfid.evaluate.ModelSource
+    source: Any  # colorfid.evaluation.ModelSource
     baseline: Baseline | None
     baseline_path: Path | None
     update_baseline: bool
@@ -43,7 +43,7 @@ class GatePlan:
         raise UnknownNameError(f"set {name!r} is not in this gate run; sets: {self.set_names}")
 
     def evaluate(self, names: Sequence[str] | None = None, *, progress: bool | None = None) -> Results:
-        from ..evaluate import evaluate
+        from ..evaluation import evaluate
 
         chosen = self.sets if names is None else [self.get_set(n) for n in names]
         kw = dict(self.eval_kwargs)
@@ -85,11 +85,11 @@ def plan_gate(
     CheckpointError for an unloadable checkpoint.
 
     ``model``: a checkpoint path, an nn.Module, or ``"identity"``; ``predictions``: a folder of
-    saved outputs instead (see :func:`colorfid.evaluate.prediction_sets`). ``sets``: names or
+    saved outputs instead (see :func:`colorfid.evaluation.prediction_sets`). ``sets``: names or
     folders (default: the file's ``stress_sets``, else all bundled sets).
     """
-    from ..evaluate.sets import collect_sets, prediction_sets
-    from ..evaluate.source import resolve_model
+    from ..evaluation.sets import collect_sets, prediction_sets
+    from ..evaluation.source import resolve_model
 
     if (model is None) == (predictions is None):
         raise UsageError("give exactly one of a checkpoint/model or a predictions folder")

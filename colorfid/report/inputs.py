@@ -39,7 +39,7 @@ class Run:
 def results_dict(obj: Any, what: str = "results") -> tuple[dict[str, Any], Path | None]:
     """A Results object, a schema-v1 dict or a path to a results JSON -> (dict, source path).
 
-    Validated with :meth:`colorfid.evaluate.Results.from_dict` (ConfigError naming the key).
+    Validated with :meth:`colorfid.evaluation.Results.from_dict` (ConfigError naming the key).
     """
     from ..results import Results  # noqa: PLC0415
 

@@ -111,7 +111,7 @@ def write_report(
     Parameters
     ----------
     results:
-        One ``colorfid.evaluate.Results`` (or its schema-v1 dict, or the path of a saved results
+        One ``colorfid.evaluation.Results`` (or its schema-v1 dict, or the path of a saved results
         JSON), or a list of them for several checkpoints, oldest first. The last one is the
         checkpoint shown in detail; all of them feed the trend plots.
     out_dir:

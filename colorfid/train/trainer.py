@@ -8,7 +8,7 @@ losses in float32, backward, gradient norm (clipped when ``grad_clip_norm`` is s
 non-finite guard, optimiser step, EMA update. Every ``print_freq`` iterations a log line with
 every loss component, the learning rate and it/s; every ``save_checkpoint_freq`` iterations
 ``models/net_g_{t}.pth`` and ``training_states/{t}.state``; every ``val_freq`` iterations a
-validation with :func:`colorfid.evaluate.evaluate` and :func:`colorfid.gate.judge`.
+validation with :func:`colorfid.evaluation.evaluate` and :func:`colorfid.gate.judge`.
 
 Checkpoints: ``models/net_g_{t}.pth`` in BasicSR's layout, ``{"params": state_dict}`` (plus
 ``"params_ema"``), keys without ``module.`` (the official NAFNet code loads it with

@@ -1,4 +1,4 @@
-"""Validation during training: the gate's own path (:func:`colorfid.evaluate.evaluate` +
+"""Validation during training: the gate's own path (:func:`colorfid.evaluation.evaluate` +
 :func:`colorfid.gate.judge`), sharded across DDP ranks, with best-metric records, history and
 reports."""
 
@@ -29,7 +29,7 @@ def validate(tr: Any) -> dict[str, Any] | None:
     Returns a summary dict on rank 0 (None elsewhere or without validation sets)."""
     if not tr.val_sets:
         return None
-    from ..evaluate import evaluate
+    from ..evaluation import evaluate
 
     v = tr.opt["val"]
     model = tr.ema.module if tr.val_use_ema else unwrap(tr.net)

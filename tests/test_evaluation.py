@@ -1,4 +1,4 @@
-"""Tests of colorfid.evaluate: results schema, aggregates, output cache, predictions mode.
+"""Tests of colorfid.evaluation: results schema, aggregates, output cache, predictions mode.
 
 Oracles: per-image metrics are compared with colorfid.metrics.image_metrics called directly on
 the same pixels (evaluate only orchestrates); aggregates with numpy on the per-image values;
@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from colorfid.errors import CheckpointError, ConfigError, ShapeError, StressSetError, UnknownNameError
-from colorfid.evaluate import (
+from colorfid.evaluation import (
     AGGREGATE_STATS,
     PSNR_CAP_DB,
     IdentityModel,
