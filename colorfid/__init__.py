@@ -6,7 +6,7 @@ costs nothing until a name is used, which keeps the pytest plugin (loaded by eve
 of a user who has colorfid installed) inert and instant.
 
 Rooms (lower never import higher; docs/ARCHITECTURE.md): the internal helpers (``_select``,
-``_tensors``, ``_layout``, ``_format``, ``_files``, ``_aot``) < ``color`` < ``difference`` <
+``_tensors``, ``_layout``, ``_format``, ``_files``, ``_threads``, ``_aot``) < ``color`` < ``difference`` <
 ``metrics`` < ``losses`` < ``testing`` < ``io`` < ``models`` < ``stress`` < ``results`` <
 ``evaluation`` < ``gate`` < ``report`` < ``pytest_plugin`` < ``train`` < ``basicsr`` < ``demo`` < ``cli``.
 """

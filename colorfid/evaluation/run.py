@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any
 import torch
 
 from .._files import sha256_file
+from .._threads import limited as limited_threads
 from .._version import __version__
 from ..errors import ShapeError, StressSetError
 from ..metrics import image_metrics, metric_kernels
@@ -138,6 +140,8 @@ def evaluate(
         images: list[dict[str, Any]] = []
         bar = tqdm(pairs, desc=f"colorfid {sset.name}", unit="img", disable=not _progress_enabled(progress),
                    file=sys.stderr, leave=False)
+        threads = contextlib.ExitStack()  # torch threads for this set: colorfid._threads
+        timing["threads"] = threads.enter_context(limited_threads())
         try:
             for pair in bar:
                 t0 = clock()
@@ -218,6 +222,7 @@ def evaluate(
                 )
         finally:
             bar.close()
+            threads.close()
         metric_names: list[str] = []
         for im in images:
             for k in im["metrics"]:
