@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ._format import table
+from ._format import sig
 from .errors import UsageError
 
 __all__ = ["DEMO_MODELS", "EXPERIMENT_METRICS", "DemoSummary", "run_demo", "format_experiment"]
@@ -71,7 +71,7 @@ def format_experiment(results: dict[str, Any], sets: list[str] | None = None) ->
         for name, res in results.items():
             if s not in res.set_names:
                 continue
-            vals = [table(res.aggregate(s, m, stat)) for m, stat, _ in EXPERIMENT_METRICS]
+            vals = [sig(res.aggregate(s, m, stat)) for m, stat, _ in EXPERIMENT_METRICS]
             lines.append(f"| {s} | {name} | " + " | ".join(vals) + " |")
     return "\n".join(lines)
 

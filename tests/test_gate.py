@@ -22,7 +22,7 @@ from torch import nn
 
 from colorfid import cli
 from colorfid.errors import BaselineError, ConfigError, StressSetError, UnknownNameError, UsageError
-from colorfid.evaluation import METRICS_VERSION, Results, protocol_dict
+from colorfid.evaluation import AGGREGATE_STATS, METRICS_VERSION, Results, protocol_dict
 from colorfid.gate import (
     Baseline,
     GateReport,
@@ -46,7 +46,7 @@ def _proto(**over) -> dict:
 
 
 def _agg(v, n=3):
-    return {"mean": v, "median": v, "p95": v, "worst": v, "n": 0 if v is None else n}
+    return {"mean": v, "median": v, "tail95": v, "worst": v, "n": 0 if v is None else n}
 
 
 def _results(sets: dict[str, dict[str, float | None]], *, n_images=3, nonfinite=0.0, protocol=None) -> Results:
@@ -93,7 +93,7 @@ def test_parse_merges_per_set_over_defaults(tmp_path):
     a = th.bounds_for("a")
     assert set(a) == {"de00_p95", "sat_ratio_hc"}
     assert (a["sat_ratio_hc"].target, a["sat_ratio_hc"].band, a["sat_ratio_hc"].worse_abs, a["sat_ratio_hc"].stat) == (
-        1.0, 0.05, 0.02, "p95")
+        1.0, 0.05, 0.02, "tail95")  # "p95", the statistic's older name, reads as tail95
     assert (a["de00_p95"].max, a["de00_p95"].worse_abs) == (10.0, 1.0)
     other = th.bounds_for("b")
     assert other["sat_ratio_hc"].band == 0.10 and other["psnr"].min == 20.0
@@ -285,7 +285,8 @@ def test_baseline_write_keeps_other_sets_and_is_json(tmp_path):
 
 BAD_BASELINES = [
     ("corrupt", "{not json", "not valid JSON"),
-    ("wrong_schema", json.dumps({"schema": "colorfid.results", "schema_version": 1, "sets": {}}), "'schema'"),
+    ("wrong_schema", json.dumps({"schema": "colorfid.history", "schema_version": 1, "sets": {}}), "'schema'"),
+    ("bad_results", json.dumps({"schema": "colorfid.results", "schema_version": 1, "sets": {}}), "'provenance'"),
     ("wrong_version", json.dumps({"schema": "colorfid.baseline", "schema_version": 9, "sets": {}}), "schema_version"),
     ("non_number", json.dumps({"schema": "colorfid.baseline", "schema_version": 1, "sets": {
         "a": {"protocol": {}, "metrics": {"de00_p95": {"mean": "abc"}}}}}), "sets.a.metrics.de00_p95.mean"),
@@ -301,6 +302,46 @@ def test_bad_baselines(tmp_path, case, text, key):
     with pytest.raises(BaselineError) as e:
         load_baseline(p)
     assert "baseline.json" in str(e.value) and key in str(e.value)
+
+
+def test_results_file_is_a_baseline_everywhere(tmp_path, monkeypatch, capsys):
+    """A results file (``colorfid eval --json``) serves as a baseline: its aggregates, as
+    Baseline.from_results makes them; so `colorfid eval --baseline results.json` gates against it."""
+    res = _results({"s": {"de00_p95": 5.0, "psnr": 30.0}})
+    p = res.save(tmp_path / "r.json")
+    b = load_baseline(p)
+    assert b.path == p and b.value("s", "de00_p95", "tail95") == 5.0 and b.value("s", "psnr", "mean") == 30.0
+    assert b.sets == Baseline.from_results(res).sets
+    th = _th("[defaults]\nde00_p95 = { worse_abs = 0.5 }\n", tmp_path)
+    assert judge(_results({"s": {"de00_p95": 5.4}}), th, b, known_sets=[]).passed
+    assert not judge(_results({"s": {"de00_p95": 5.6}}), th, b, known_sets=[]).passed
+
+
+def test_stat_vocabulary_labels_and_old_name(tmp_path):
+    """One vocabulary: each aggregate statistic in words, and "p95" (its older name) read as
+    tail95 from thresholds files, results (schema 1) and baselines."""
+    from colorfid.results import STAT_LABELS, aggregate_label, stat_label
+
+    assert AGGREGATE_STATS == ("mean", "median", "tail95", "worst")
+    assert stat_label("p95") == stat_label("tail95") == "95 % of images at least this good"
+    assert aggregate_label("sat_ratio_hc", "mean") == "sat. ratio, hc pixels (mean over images)"
+    assert aggregate_label("hue_shift_hc_p95", "mean") == "hue shift °, 95th pct of hc pixels (mean over images)"
+    assert set(STAT_LABELS) == set(AGGREGATE_STATS)
+    th = _th('[defaults]\nsat_ratio_hc = { target = 1.0, band = 0.1, stat = "p95" }\n', tmp_path)
+    assert th.bounds_for("s")["sat_ratio_hc"].stat == "tail95"
+    with pytest.raises(ConfigError, match="p95 = tail95"):
+        _th('[defaults]\nsat_ratio_hc = { target = 1.0, band = 0.1, stat = "q95" }\n', tmp_path)
+    # a version-1 results file (aggregates keyed "p95") loads with tail95
+    d = _results({"s": {"sat_ratio_hc": 0.8}}).to_dict()
+    d["schema_version"] = 1
+    for agg in d["sets"]["s"]["aggregate"].values():
+        agg["p95"] = agg.pop("tail95")
+    old = Results.from_dict(d)
+    assert old.aggregate("s", "sat_ratio_hc", "tail95") == 0.8 == old.aggregate("s", "sat_ratio_hc", "p95")
+    rep = judge(old, th, known_sets=[])
+    assert rep.rows[0].stat == "tail95" and rep.rows[0].label == "sat. ratio, hc pixels (95 % of images at least this good)"
+    text = rep.format(old)
+    assert "95 % of images at least this good" in text and " p95 " not in text
 
 
 def test_missing_baseline_error_unless_allowed(tmp_path):

@@ -14,7 +14,7 @@ from .._files import read_text
 from .._format import did_you_mean, sig
 from ..errors import ConfigError, StressSetError, UnknownNameError
 from ..metrics import get_metric
-from ..results import AGGREGATE_STATS, RECORDED_KEYS, effective_protocol
+from ..results import AGGREGATE_STATS, RECORDED_KEYS, STAT_ALIASES, canonical_stat, effective_protocol
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -121,11 +121,12 @@ def _check_entry(raw: Any, metric: str, key: str, source: str) -> dict[str, Any]
                 f"{source}: key '{key}.{k}': unknown bound key{did_you_mean(k, BOUND_KEYS)}; known: {', '.join(BOUND_KEYS)}"
             )
         if k == "stat":
-            if v not in AGGREGATE_STATS:
+            if v not in AGGREGATE_STATS and v not in STAT_ALIASES:
                 raise ConfigError(
                     f"{source}: key '{key}.stat': {v!r} is not one of {', '.join(AGGREGATE_STATS)}"
+                    f" (older name: {', '.join(f'{a} = {b}' for a, b in STAT_ALIASES.items())})"
                 )
-            entry[k] = v
+            entry[k] = canonical_stat(v)  # "p95" (the name before tail95) means tail95
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ConfigError(f"{source}: key '{key}.{k}': expected a number, got {v!r}")
