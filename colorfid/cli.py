@@ -49,6 +49,13 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 _ADDERS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info]
 
 
+def _add_weights(p: argparse.ArgumentParser) -> None:
+    """``--weights``: which entry of a BasicSR-layout checkpoint is scored (eval, report)."""
+    p.add_argument("--weights", choices=("params_ema", "params"), default=None,
+                   help="checkpoint entry to score: params_ema (default: the EMA weights a training validated; "
+                   "params where the file has none) or params (the raw weights); results record the one used")
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     """``colorfid report``: saved results and/or checkpoints -> one report (exit 0; 2 on usage errors).
 
@@ -100,7 +107,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
             print(f"colorfid report: evaluating {ckpt}", file=sys.stderr)
             res = evaluate(
                 ckpt, sets, protocol=th.protocol if th is not None else None, device=args.device,
-                tile=args.tile, cache_dir=args.cache, progress=None,
+                tile=args.tile, cache_dir=args.cache, progress=None, weights=args.weights,
             )
             res.save(out / "checkpoints" / f"{slug(Path(ckpt).stem)}.json")
             runs.append(res)
@@ -154,6 +161,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metric", default="de00_p95", help="rank the worst images by this metric (default: de00_p95)")
     p.add_argument("--worst-k", type=int, default=3, metavar="K", help="worst images shown per set (default: 3)")
     p.add_argument("--full-size", action="store_true", help="also write full-resolution images next to the report")
+    _add_weights(p)
     p.add_argument("--device", default=None, help="device for --checkpoint (default: best available)")
     p.add_argument("--tile", type=int, default=None, help="tile size for --checkpoint inference")
     p.add_argument("--cache", default=None, metavar="DIR", help="output cache folder for --checkpoint")
@@ -186,9 +194,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         cache_dir=args.cache,
         use_cache=not args.no_cache,
         progress=progress,
+        weights=args.weights,
     )
     src = plan.source
-    what = f"{src.checkpoint} (sha256 {src.sha256[:12]})" if src.checkpoint else (str(args.predictions) if args.predictions else src.name)
+    what = (f"{src.checkpoint} (sha256 {src.sha256[:12]}, weights {src.weights or 'bare state dict'})" if src.checkpoint
+            else (str(args.predictions) if args.predictions else src.name))
     print(f"colorfid eval: {what}; sets {', '.join(plan.set_names)}; thresholds {plan.thresholds.source}")
     results = plan.evaluate()
     report = plan.judge(results)
@@ -237,6 +247,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-missing-baseline", action="store_true", help="a missing baseline is not an error")
     p.add_argument("--json", metavar="OUT", help="write the results (schema colorfid.results v1) here")
     p.add_argument("--report", metavar="DIR", help="write the HTML report into DIR")
+    _add_weights(p)
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--tile", type=int, default=None, help="tile size for large images (default: automatic)")
     p.add_argument("--cache", metavar="DIR", help="output cache (default $COLORFID_CACHE or ./.colorfid_cache)")

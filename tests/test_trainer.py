@@ -288,7 +288,8 @@ def test_checkpoint_layout_is_basicsr_and_loads_strict(data, tmp_path):
 
     s = train(_opt(_raw(data, tmp_path / "e", total_iter=2, ema_decay=0.9)), progress=False)
     ck = torch.load(s.last_checkpoint, weights_only=True)
-    assert set(ck) == {"params", "params_ema"} and s.last_checkpoint.name == "net_g_2.pth"
+    assert set(ck) == {"params", "params_ema", "train"} and s.last_checkpoint.name == "net_g_2.pth"
+    assert ck["train"] == {"iter": 2, "ema_decay": 0.9}
     assert not any(k.startswith("module.") for k in ck["params"])
     net = NAFNet(3, 8, 1, [1], [1])
     net.load_state_dict(ck["params"], strict=True)
@@ -435,6 +436,54 @@ def test_validation_uses_evaluate_and_gate_and_records_bests(data, tmp_path):
         assert Path(b["checkpoint"]).is_file() and b["iter"] in (1, 2)
     assert (root / "reports" / "val_2" / "index.html").is_file()
     assert sorted(p.name for p in (root / "val_inputs" / "grey" / "lq").iterdir()) == ["im00.png", "im01.png"]
+
+
+def test_trainer_validation_and_eval_score_the_same_weights(data, tmp_path, capsys):
+    """Figure of issue #17: for a checkpoint written with EMA on, the trainer's validation and
+    `colorfid eval --checkpoint` with default options agree (1e-6) on the same set, the results
+    say which weights were scored, and --weights params picks the other entry. EMA averaging
+    over a longer window than the run trained is warned about, by the trainer and by eval."""
+    import warnings
+
+    from colorfid.cli import main
+    from colorfid.errors import ColorfidWarning
+    from colorfid.evaluation import Results
+
+    vs = _make_pairs(tmp_path / "valset", 2, size=24, seed=5)
+    raw = _raw(data, tmp_path / "e", total_iter=3, ema_decay=0.9)  # window ~10 > 3 iterations
+    raw["val"] = {"val_freq": 3, "sets": [str(vs)], "report": False,
+                  "gate": {"defaults": {"de00_p95": {"max": 1000.0}, "psnr": {"min": 1.0}}}}
+    train(_opt(raw), progress=False)
+    assert "ema_decay 0.9 averages over ~10 iterations but total_iter is 3" in capsys.readouterr().err
+    root = tmp_path / "e"
+    val = Results.load(root / "validation" / "results_3.json")
+    assert val.provenance["weights"] == "params_ema"
+    best = json.loads((root / "best.json").read_text())
+    assert all(b["weights"] == "params_ema" and b["ema"] is True for b in best.values())
+    ckpt = root / "models" / "net_g_3.pth"
+    cfg = tmp_path / "g.toml"
+    cfg.write_text("[defaults]\nde00_p95 = { max = 1000.0 }\npsnr = { min = 1.0 }\n")
+    runs = {}
+    for weights in (None, "params"):
+        out = tmp_path / f"eval_{weights}.json"
+        argv = ["eval", "--checkpoint", str(ckpt), "--sets", str(vs), "--config", str(cfg), "--json", str(out),
+                "--cache", str(tmp_path / "cache"), "--no-progress"] + (["--weights", weights] if weights else [])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(argv) == 0
+        runs[weights] = (Results.load(out), [str(w.message) for w in caught if issubclass(w.category, ColorfidWarning)])
+    ev, warned = runs[None]
+    assert ev.provenance["weights"] == "params_ema" and "weights params_ema" in capsys.readouterr().out
+    assert any("averaged 3 iterations with ema_decay 0.9" in w for w in warned)
+    agg_val, agg_ev = val.sets["valset"]["aggregate"], ev.sets["valset"]["aggregate"]
+    assert set(agg_val) == set(agg_ev)
+    for metric, stats in agg_val.items():
+        for stat, v in stats.items():
+            w = agg_ev[metric][stat]
+            assert (v is None and w is None) or v == pytest.approx(w, rel=1e-6, abs=1e-9), (metric, stat, v, w)
+    raw_run, warned_raw = runs["params"]
+    assert raw_run.provenance["weights"] == "params" and not any("averaged" in w for w in warned_raw)
+    assert raw_run.aggregate("valset", "psnr") != pytest.approx(ev.aggregate("valset", "psnr"), rel=1e-6)
 
 
 # ============================================================================= CLI

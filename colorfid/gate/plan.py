@@ -79,6 +79,7 @@ def plan_gate(
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     progress: bool | None = None,
+    weights: str | None = None,
 ) -> GatePlan:
     """Validate a whole gate run before any image is processed: thresholds, sets, model,
     baseline (and its protocol). Every problem is a UsageError naming the file and key, or a
@@ -86,7 +87,9 @@ def plan_gate(
 
     ``model``: a checkpoint path, an nn.Module, or ``"identity"``; ``predictions``: a folder of
     saved outputs instead (see :func:`colorfid.evaluation.prediction_sets`). ``sets``: names or
-    folders (default: the file's ``stress_sets``, else all bundled sets).
+    folders (default: the file's ``stress_sets``, else all bundled sets). ``weights``: which
+    entry of a checkpoint to score (``"params_ema"``, the default, or ``"params"``; see
+    :func:`colorfid.evaluation.resolve_model`).
     """
     from ..evaluation.sets import collect_sets, prediction_sets
     from ..evaluation.source import resolve_model
@@ -108,7 +111,7 @@ def plan_gate(
     else:
         specs = sets if sets else (th.stress_sets or None)
         stress_sets = collect_sets(specs)
-        source = resolve_model(model, device=device)
+        source = resolve_model(model, device=device, weights=weights)
         for s in stress_sets:
             if s.kind != "lq" or any(p.lq is None for p in s.pairs):
                 raise StressSetError(f"stress set {s.name!r} ({s.root}) has no lq/ images to run the model on")

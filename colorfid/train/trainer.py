@@ -486,11 +486,14 @@ class Trainer:
         return net_path, state_path
 
     def save_network(self, path: Path | None = None) -> Path:
-        """BasicSR layout ``{'params': ..., 'params_ema': ...}`` (rank 0 only)."""
+        """BasicSR layout ``{'params': ..., 'params_ema': ...}`` (rank 0 only); with EMA also
+        ``'train': {'iter', 'ema_decay'}``, so that an evaluation of the EMA weights can tell how
+        many iterations they averaged (BasicSR and the official code read only their entry)."""
         path = path or self.models_dir / f"net_g_{self.iteration}.pth"
         obj: dict[str, Any] = {"params": {k: v.detach().cpu() for k, v in unwrap(self.net).state_dict().items()}}
         if self.ema is not None:
             obj["params_ema"] = {k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
+            obj["train"] = {"iter": int(self.iteration), "ema_decay": float(self.ema.decay)}
         atomic_torch_save(obj, path)
         self.last_checkpoint = path
         return path
@@ -533,8 +536,15 @@ class Trainer:
                     gate_src = "none (val.gate: false or no thresholds file found)" if self.thresholds is None \
                         else self.thresholds.source
                     logger.info("validation: %d set(s) (%s), %s weights, gate thresholds: %s", len(self.val_sets),
-                                ", ".join(s.name for s in self.val_sets), "EMA" if self.val_use_ema else "raw",
-                                gate_src)
+                                ", ".join(s.name for s in self.val_sets),
+                                "EMA (params_ema, what colorfid eval scores by default)" if self.val_use_ema
+                                else "raw (params; colorfid eval --weights params)", gate_src)
+                if self.ema is not None and self.total_iter < 1.0 / (1.0 - self.ema.decay):
+                    logger.warning(
+                        "train.ema_decay %g averages over ~%.0f iterations but total_iter is %d: the EMA weights "
+                        "(params_ema%s) stay close to the initial weights for the whole run; lower ema_decay (e.g. "
+                        "1 - 10 / total_iter) or set it to 0", self.ema.decay, 1.0 / (1.0 - self.ema.decay),
+                        self.total_iter, ", what validation and colorfid eval score" if self.val_use_ema else "")
             show = self.progress if self.progress is not None else sys.stderr.isatty()
             self.bar = tqdm(total=self.total_iter, initial=self.iteration, desc=o["name"], unit="it",
                              disable=not (show and self.is_main), dynamic_ncols=True, file=sys.stderr)

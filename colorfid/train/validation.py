@@ -82,6 +82,8 @@ def record_validation(tr: Any, results: Any, gate_report: Any, secs: float) -> d
     val_dir.mkdir(parents=True, exist_ok=True)
     results.provenance["checkpoint"] = str(tr.models_dir / f"net_g_{it}.pth")
     results.provenance["model"] = f"{tr.opt['name']}@{it}{' (EMA)' if tr.val_use_ema else ''}"
+    # the entry of net_g_{it}.pth these numbers score (colorfid eval --checkpoint reads the same)
+    results.provenance["weights"] = "params_ema" if tr.val_use_ema else "params"
     results.save(val_dir / f"results_{it}.json")
     new_best = []
     values: dict[str, float | None] = {}
@@ -99,7 +101,8 @@ def record_validation(tr: Any, results: Any, gate_report: Any, secs: float) -> d
             old = tr.best.get(k)
             if old is None or score < old["score"]:
                 tr.best[k] = {"value": value, "score": score, "iter": it, "stat": "mean",
-                              "checkpoint": str(tr.models_dir / f"net_g_{it}.pth"), "ema": tr.val_use_ema}
+                              "checkpoint": str(tr.models_dir / f"net_g_{it}.pth"), "ema": tr.val_use_ema,
+                              "weights": "params_ema" if tr.val_use_ema else "params"}
                 new_best.append(k)
     if new_best and not (tr.models_dir / f"net_g_{it}.pth").exists():
         tr.save_network()  # the best checkpoint must exist on disk
