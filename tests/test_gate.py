@@ -546,6 +546,63 @@ def test_cli_pass_fail_and_baseline(tmp_path, monkeypatch, capsys):
     assert Results.load(ws / "r.json").set_names == ["good"]
 
 
+def _nafnet_checkpoint(path: Path, shift: float = 0.0) -> Path:
+    """A NAFNet whose output is its input (ending conv zeroed: the global residual) plus ``shift``
+    on the red channel -- two checkpoints of one architecture, one worse than the other."""
+    from colorfid.models.checkpoint import save_model
+    from colorfid.models.nafnet import NAFNet
+
+    torch.manual_seed(0)
+    net = NAFNet(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1], dec_blk_nums=[1])
+    with torch.no_grad():
+        net.ending.weight.zero_()
+        net.ending.bias.copy_(torch.tensor([shift, 0.0, 0.0]))
+    return save_model(net, path)
+
+
+def test_same_option_same_meaning_everywhere(tmp_path, monkeypatch, capsys):
+    """--baseline takes a results file in eval as in report; a set name the thresholds file
+    declares (its stress_sets folder) resolves in eval, report and plan_gate; `colorfid report
+    --checkpoint a b --first-as-baseline --gate` judges b against a, prints the verdict table and
+    exits like eval."""
+    ws = tmp_path / "ws"
+    make_set(ws / "data", "my_photos", side="lq")
+    (ws / "colorfid.toml").write_text(
+        'stress_sets = ["./data/my_photos"]\n[defaults]\nde00_p95 = { max = 50.0 }\n'
+        "[sets.my_photos]\nsat_ratio_hc = { target = 1.0, band = 0.5 }\n")
+    a, b = _nafnet_checkpoint(ws / "a.pth"), _nafnet_checkpoint(ws / "b.pth", shift=0.1)
+    monkeypatch.chdir(ws)
+    # a declared name resolves (it used to be refused as an unknown bundled set)
+    assert cli.main(["eval", "--checkpoint", "a.pth", "--sets", "my_photos", "--json", "ra.json", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "sets my_photos" in out and "sat_ratio_hc" in out  # the [sets.my_photos] bound applied
+    assert plan_gate("identity", sets=["my_photos"]).sets[0].root == ws / "data" / "my_photos"
+    # a results file is a baseline: the same checkpoint passes against it, a worse one regresses
+    assert cli.main(["eval", "--checkpoint", "a.pth", "--sets", "my_photos", "--baseline", "ra.json", "--no-progress"]) == 0
+    assert cli.main(["eval", "--checkpoint", "b.pth", "--sets", "my_photos", "--baseline", "ra.json", "--no-progress"]) == 1
+    assert "FAIL_REGRESSION" in capsys.readouterr().out
+    # ... but --update-baseline never overwrites it
+    before = (ws / "ra.json").read_text()
+    assert cli.main(["eval", "--checkpoint", "b.pth", "--sets", "my_photos", "--baseline", "ra.json",
+                     "--update-baseline", "--no-progress"]) == 2
+    assert "results file" in capsys.readouterr().err and (ws / "ra.json").read_text() == before
+    # report: a as the baseline, --gate prints eval's table and exits 1; a -> a passes
+    rc = cli.main(["report", "--checkpoint", "a.pth", "b.pth", "--sets", "my_photos", "--first-as-baseline", "--gate",
+                   "--out", "rep"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "FAIL_REGRESSION" in out and "colorfid gate: FAILED" in out
+    gate = json.loads((ws / "rep" / "gate.json").read_text())
+    assert gate["rows"][0]["baseline"] is not None and (ws / "rep" / "index.html").is_file()
+    assert cli.main(["report", "--checkpoint", "a.pth", "a.pth", "--sets", "my_photos", "--first-as-baseline",
+                     "--gate", "--out", "rep2"]) == 0
+    assert "colorfid gate: PASSED" in capsys.readouterr().out
+    # the report's --baseline takes the same results file; without --gate the exit code stays 0
+    assert cli.main(["report", "--checkpoint", "b.pth", "--sets", "my_photos", "--baseline", "ra.json",
+                     "--out", "rep3"]) == 0
+    assert "gate: FAIL" in capsys.readouterr().out
+    assert cli.main(["report", "ra.json", "--first-as-baseline", "--out", "rep4"]) == 2
+
+
 def test_plan_rejects_model_on_prediction_only_set(tmp_path):
     ws = _ws(tmp_path)
     with pytest.raises(StressSetError, match="lq/"):

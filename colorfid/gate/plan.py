@@ -63,6 +63,18 @@ class GatePlan:
         return write_baseline(results, self.baseline_path)
 
 
+def _is_results_file(path: Path) -> bool:
+    from .._files import load_json
+    from ..errors import BaselineError
+    from ..results import RESULTS_SCHEMA
+
+    try:
+        data = load_json(path, BaselineError, "baseline")
+    except BaselineError:
+        return False
+    return isinstance(data, dict) and data.get("schema") == RESULTS_SCHEMA
+
+
 def plan_gate(
     model: Any = None,
     *,
@@ -109,7 +121,7 @@ def plan_gate(
         stress_sets = prediction_sets(predictions, [str(s) for s in sets] if sets else None)
         source = resolve_model(None)
     else:
-        specs = sets if sets else (th.stress_sets or None)
+        specs = th.resolve_set_names(sets) if sets else (th.stress_sets or None)
         stress_sets = collect_sets(specs)
         source = resolve_model(model, device=device, weights=weights)
         for s in stress_sets:
@@ -123,6 +135,11 @@ def plan_gate(
     bpath: Path | None = Path(baseline).expanduser() if baseline is not None else th.baseline
     if update_baseline and bpath is None:
         raise UsageError("--update-baseline needs a baseline path (--baseline / --colorfid-baseline or baseline = ... in the thresholds file)")
+    if update_baseline and bpath is not None and bpath.is_file() and _is_results_file(bpath):
+        raise UsageError(
+            f"--update-baseline would overwrite {str(bpath)!r}, a results file (it serves as a baseline as it is); "
+            "give the baseline to write another path"
+        )
     allow = th.allow_missing_baseline if allow_missing_baseline is None else bool(allow_missing_baseline)
     base = None
     if bpath is not None:

@@ -204,6 +204,14 @@ class Thresholds:
     def stress_set_names(self) -> list[str]:
         return [Path(s).name if looks_like_path(s) else s for s in self.stress_sets]
 
+    def resolve_set_names(self, specs: Sequence[Any]) -> list[Any]:
+        """``specs`` (``--sets``: names or folders) with every name this file declares -- the
+        folder name of a ``stress_sets`` path -- replaced by that folder, so ``--sets my_photos``
+        runs ``stress_sets = ["./data/my_photos"]`` (and its ``[sets.my_photos]`` bounds) in eval,
+        pytest, report and training alike. Other entries (bundled names, folders) are unchanged."""
+        declared = {Path(s).name: s for s in self.stress_sets if Path(s).is_absolute()}
+        return [declared.get(s, s) if isinstance(s, str) and not looks_like_path(s) else s for s in specs]
+
     def bounds_for(self, set_name: str) -> dict[str, Bound]:
         """The entries that apply to ``set_name``: ``[defaults]`` merged with ``[sets.<name>]``."""
         out: dict[str, Bound] = {}
