@@ -345,10 +345,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="run the bundled demo: two NAFNet checkpoints and the identity through the gate, with a report",
-        description="Evaluate golden/checkpoints/demo_l1.pth, demo_color.pth and the identity model on the "
-        "bundled stress sets, gate them with golden/colorfid.toml against golden/baselines/demo_l1.json, "
-        "print the colour-fidelity table and write the HTML report.",
+        help="run the bundled demo: three NAFNet checkpoints and the identity through the gate, with reports",
+        description="Evaluate the identity model and golden/checkpoints/demo_l1.pth, demo_color.pth and "
+        "demo_color_jitter.pth on the bundled stress sets, gate them with golden/demo.toml against "
+        "golden/baselines/demo_l1.json, print one table of the gated numbers with per-set verdicts and write "
+        "the HTML reports.",
     )
     p.add_argument("--out", default="reports/demo", help="report folder (default: reports/demo)")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")
