@@ -292,6 +292,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--finetune", metavar="CKPT", default=None,
                    help="start from these weights with a fresh optimiser and schedule at iteration 0")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU if available)")
+    p.add_argument("--scale-schedule", dest="scale_schedule", action="store_true", default=None,
+                   help="scale the learning-rate and loss schedules to train.total_iter when it is shorter than "
+                   "them (train.scale_schedule); otherwise such a run warns")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar (log lines only)")
     p.add_argument("--launcher", default=None, help=argparse.SUPPRESS)  # BasicSR habit; torchrun sets env
@@ -303,7 +306,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train.trainer import train
 
     train(args.opt, resume=args.resume, auto_resume=args.auto_resume, finetune=args.finetune,
-          device=args.device, progress=args.progress)
+          device=args.device, progress=args.progress, scale_schedule=args.scale_schedule)
     return 0
 
 

@@ -336,6 +336,94 @@ def test_auto_resume_only_when_asked(data, tmp_path):
     assert [r["iter"] for r in _log(root)] == [1, 2, 3]
 
 
+def test_auto_resume_of_a_finished_run_has_nothing_to_do(data, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from colorfid.cli import main
+
+    root = tmp_path / "e"
+    raw = _raw(data, root, total_iter=2)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "o.yml").write_text(yaml.safe_dump(raw))
+    assert main(["train", "-opt", "o.yml", "--no-progress"]) == 0
+    files = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "-opt", "o.yml", "--auto-resume", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to do" in err and "at iteration 2 and train.total_iter is 2" in err
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == files  # nothing written
+    assert not list(tmp_path.glob("e_archived_*"))
+
+
+def test_short_total_iter_warns_or_scales_the_schedule(data, tmp_path):
+    from colorfid.errors import ColorfidWarning
+
+    over = dict(total_iter=4, warmup_iter=20, scheduler={"type": "TrueCosineAnnealingLR", "T_max": 100},
+                pixel_opt={"type": "ColorAwareLoss"},
+                loss_schedule={"stages": [{"start": 0, "weights": {"l1": 1.0}},
+                                          {"start": 50, "weights": {"chroma": 2.0}, "warmup": 25}]})
+    with pytest.warns(ColorfidWarning, match=r"total_iter \(4\) ends before train.scheduler.T_max = 100, "
+                                             r"train.loss_schedule.stages\[1\].start = 50, train.warmup_iter = 20"):
+        tr = Trainer(_opt(_raw(data, tmp_path / "a", **over)), progress=False)
+    assert tr.opt["train"]["scheduler"]["T_max"] == 100  # warned, not changed
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ColorfidWarning)
+        tr = Trainer(_opt(_raw(data, tmp_path / "b", **over)), progress=False, scale_schedule=True)
+    t = tr.opt["train"]
+    # the shape kept on the shorter run: factor 4 / 100
+    assert t["scheduler"]["T_max"] == 4 and t["warmup_iter"] == 1
+    assert t["loss_schedule"]["stages"][1] == {"start": 2, "weights": {"chroma": 2.0}, "warmup": 1}
+    assert tr.loss_schedule.weights(2)["chroma"] < 2.0 < tr.loss_schedule.weights(3)["chroma"] + 1e-9
+    # a schedule without a length (no cosine scheduler) cannot be scaled
+    bad = dict(over, scheduler={"type": "MultiStepLR", "milestones": [50], "gamma": 0.5})
+    with pytest.raises(ConfigError, match="no length to scale from"):
+        Trainer(_opt(_raw(data, tmp_path / "c", **bad)), progress=False, scale_schedule=True)
+
+
+def test_validation_is_a_table_and_the_bar_says_validating(data, tmp_path, capsys):
+    vs = _make_pairs(tmp_path / "valset", 2, size=24, seed=5)
+    raw = _raw(data, tmp_path / "e", total_iter=2)
+    raw["val"] = {"val_freq": 2, "sets": [str(vs)], "best_metrics": ["de00_p95", "psnr"],
+                  "gate": {"defaults": {"psnr": {"min": 99.0}}}}
+    train(_opt(raw), progress=True)
+    err = capsys.readouterr().err
+    assert "validating 1 set(s) (raw weights)" in err  # the bar's postfix during the pause
+    lines = err[err.index("validation @ iter 2"):].splitlines()
+    assert "raw weights, params; mean over images" in lines[0]
+    assert lines[1].split() == ["set", "de00_p95", "psnr", "gate"]
+    res = json.loads((tmp_path / "e" / "validation" / "results_2.json").read_text())
+    psnr = res["sets"]["valset"]["aggregate"]["psnr"]["mean"]
+    from colorfid._format import sig
+
+    assert lines[2].split()[:3] == ["valset", sig(res["sets"]["valset"]["aggregate"]["de00_p95"]["mean"]), sig(psnr)]
+    assert lines[2].endswith("FAIL psnr")
+    assert all(len(l) < 120 for l in lines[:3])
+
+
+def test_tensorboard_events_hold_losses_and_validation(data, tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard logging needs the tb extra: pip install 'colorfid[tb]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    vs = _make_pairs(tmp_path / "valset", 2, size=24, seed=5)
+    raw = _raw(data, tmp_path / "e", total_iter=2,
+               pixel_opt={"type": "ColorAwareLoss", "ssim_weight": 0.0, "delta_e_weight": 0.0})
+    raw["val"] = {"val_freq": 2, "sets": [str(vs)], "best_metrics": ["de00_p95", "psnr"],
+                  "gate": {"defaults": {"psnr": {"min": 1.0}}}}
+    raw["logger"]["use_tb_logger"] = True
+    train(_opt(raw), progress=False)
+    acc = EventAccumulator(str(tmp_path / "e" / "tb_logger"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"losses/l_total", "losses/l_pix", "losses/l_pix.l1", "losses/l_pix.chroma", "losses/l_pix.hue", "lr"} <= tags
+    assert {"val/valset/de00_p95", "val/valset/psnr", "val/gate_passed"} <= tags
+    assert [e.step for e in acc.Scalars("losses/l_total")] == [1, 2]
+    res = json.loads((tmp_path / "e" / "validation" / "results_2.json").read_text())
+    (ev,) = acc.Scalars("val/valset/psnr")
+    assert ev.step == 2 and ev.value == pytest.approx(res["sets"]["valset"]["aggregate"]["psnr"]["mean"], rel=1e-6)
+
+
 # ============================================================================= guard, schedule, logs
 
 

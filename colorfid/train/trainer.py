@@ -53,7 +53,7 @@ from ..losses.pixel import CharbonnierLoss, L1Loss, MSELoss, PSNRLoss
 from .ema import ModelEMA
 from .log import log_step, logger, setup_logging, teardown_logging
 from .options import load_options, options_to_yaml_dict
-from .schedulers import CosineAnnealingRestartLR, MultiStepRestartLR, TrueCosineAnnealingLR, build_scheduler
+from .schedulers import CosineAnnealingRestartLR, MultiStepRestartLR, TrueCosineAnnealingLR, build_scheduler, fit_schedule
 from .setup import (
     build_loss, build_losses, build_network, build_optimizer, build_validation, known_losses, load_pretrained, loss_label,
     prepare_experiment_dir,
@@ -102,6 +102,9 @@ class Trainer:
         device: ``"cpu"``, ``"cuda"``...; default: this process's GPU if there is one, else CPU.
         progress: tqdm bar (None: on a terminal only, rank 0).
         model: an ``nn.Module`` to train instead of building ``network_g`` (tests, custom nets).
+        scale_schedule: scale the learning-rate and loss schedules to ``train.total_iter`` when it
+            is shorter than them (overrides ``train.scale_schedule``; see
+            :func:`colorfid.train.schedulers.fit_schedule`); otherwise such a run only warns.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised here (NCCL on GPUs,
     gloo on CPU, or ``dist_params.backend``) unless it already is.
@@ -110,7 +113,7 @@ class Trainer:
     def __init__(self, opt: Mapping[str, Any] | str | os.PathLike, *, resume: str | os.PathLike | None = None,
                  auto_resume: bool | None = None, finetune: str | os.PathLike | None = None,
                  device: str | torch.device | None = None, progress: bool | None = None,
-                 model: nn.Module | None = None) -> None:
+                 model: nn.Module | None = None, scale_schedule: bool | None = None) -> None:
         if not isinstance(opt, Mapping):
             opt = load_options(opt)
         elif "unknown_keys" not in opt:  # a raw mapping (as from YAML), not yet validated
@@ -135,6 +138,12 @@ class Trainer:
         self._init_distributed(device)
         self.device = self._pick_device(device)
         tr = o["train"]
+        scale = tr.get("scale_schedule", False) if scale_schedule is None else bool(scale_schedule)
+        self.schedule_notes: list[str] = fit_schedule(tr, scale=scale, source=str(o["source"]))
+        self.schedule_scaled = scale and bool(self.schedule_notes)
+        if not scale:
+            for note in self.schedule_notes:
+                warnings.warn(note, ColorfidWarning, stacklevel=2)
         self.total_iter: int = tr["total_iter"]
         self.root: Path = paths["experiments_root"]
         self.models_dir: Path = paths["models"]
@@ -512,6 +521,14 @@ class Trainer:
         from tqdm.auto import tqdm
 
         start_time = time.perf_counter()
+        if self.resume_path is not None and self.iteration >= self.total_iter:
+            if self.is_main:
+                print(f"colorfid train {self.opt['name']}: nothing to do: {self.resume_path} is at iteration "
+                      f"{self.iteration} and train.total_iter is {self.total_iter} (raise total_iter to train on)",
+                      file=sys.stderr)
+            return TrainSummary(iteration=self.iteration, epoch=self.epoch, experiments_root=self.root,
+                                last_checkpoint=None, last_state=self.resume_path, skipped_steps=self.skipped_total,
+                                best=dict(self.best), history=[], seconds=time.perf_counter() - start_time)
         self._archived: Path | None = prepare_experiment_dir(self)
         if self.world_size > 1:
             dist.barrier()
@@ -532,6 +549,8 @@ class Trainer:
                             self.batch_size)
                 if self.pending_log:
                     logger.info(self.pending_log)
+                for note in self.schedule_notes if self.schedule_scaled else []:
+                    logger.info(note)
                 if self.val_sets:
                     gate_src = "none (val.gate: false or no thresholds file found)" if self.thresholds is None \
                         else self.thresholds.source
