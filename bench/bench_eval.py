@@ -1,4 +1,4 @@
-"""Benchmark of colorfid.evaluate: where the time of a gate run goes.
+"""Benchmark of colorfid.evaluate (colorfid.evaluation): where the time of a gate run goes.
 
 On the bundled ``photos`` stress set, with a width-16 NAFNet (SIDD layout: middle 12, enc
 [2, 2, 4, 8], dec [2, 2, 2, 2]; random weights: inference cost does not depend on them):
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     repeat = args.repeat or (1 if args.quick else 5)
 
-    from colorfid.evaluate import evaluate
+    from colorfid.evaluation import evaluate
     from colorfid.io import read_image
     from colorfid import _aot
     from colorfid.metrics import image_metrics, metric_kernels

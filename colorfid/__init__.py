@@ -6,9 +6,9 @@ costs nothing until a name is used, which keeps the pytest plugin (loaded by eve
 of a user who has colorfid installed) inert and instant.
 
 Rooms (lower never import higher; docs/ARCHITECTURE.md): the internal helpers (``_select``,
-``_tensors``, ``_layout``, ``_format``, ``_files``, ``_aot``) < ``color`` < ``difference`` <
+``_tensors``, ``_layout``, ``_format``, ``_files``, ``_threads``, ``_aot``) < ``color`` < ``difference`` <
 ``metrics`` < ``losses`` < ``testing`` < ``io`` < ``models`` < ``stress`` < ``results`` <
-``evaluate`` < ``gate`` < ``report`` < ``pytest_plugin`` < ``train`` < ``basicsr`` < ``demo`` < ``cli``.
+``evaluation`` < ``gate`` < ``report`` < ``pytest_plugin`` < ``train`` < ``basicsr`` < ``demo`` < ``cli``.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ _EXPORTS: dict[str, str] = {
     **{n: "colorfid.models.inference" for n in ("run_model", "select_device")},
     # stress sets, evaluation, gate, report
     **{n: "colorfid.stress" for n in ("StressSet", "load_stress_set", "resolve_sets", "bundled_set_names")},
-    **{n: "colorfid.evaluate" for n in ("evaluate", "Results", "IdentityModel")},
+    **{n: "colorfid.evaluation" for n in ("evaluate", "Results", "IdentityModel")},
     **{
         n: "colorfid.gate"
         for n in ("judge", "load_thresholds", "load_baseline", "write_baseline", "GateReport", "Thresholds")
@@ -130,7 +130,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from .basicsr import register_basicsr_all
     from .difference import delta_e_76, delta_e_94, delta_e_2000
-    from .evaluate import IdentityModel, Results, evaluate
+    from .evaluation import IdentityModel, Results, evaluate
     from .gate import GateReport, Thresholds, judge, load_baseline, load_thresholds, write_baseline
     from .io import ImageMeta, read_image, write_image
     from .losses import (

@@ -1,5 +1,9 @@
-"""Number formatting for people: the gate's tables, the report's cells, log lines and the demo
-table each have one rule, all kept here; and the "did you mean" hint of unknown names."""
+"""Number formatting for people, and the "did you mean" hint of unknown names.
+
+A metric value reads the same wherever it is shown -- the gate's tables (``colorfid eval``, the
+pytest failure table), the report, the demo, the trainer's validation table: :func:`sig` (4
+significant digits), changes against a baseline :func:`signed`. Log lines of losses use
+:func:`short`. Which statistic a value is comes from :func:`colorfid.results.aggregate_label`."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import difflib
 import math
 from typing import Any, Sequence
 
-__all__ = ["did_you_mean", "finite", "sig", "fixed", "short", "table"]
+__all__ = ["did_you_mean", "finite", "sig", "signed", "short"]
 
 
 def did_you_mean(word: str, known: Sequence[str]) -> str:
@@ -28,7 +32,7 @@ def finite(v: Any) -> float | None:
 
 
 def sig(v: float | None) -> str:
-    """Gate tables: 4 significant digits (3 beyond [0.001, 1000)); "-" for None."""
+    """A metric value: 4 significant digits (3 beyond [0.001, 1000)); "-" for None."""
     if v is None:
         return "-"
     if isinstance(v, float) and not math.isfinite(v):
@@ -41,21 +45,11 @@ def sig(v: float | None) -> str:
     return f"{v:.4g}"
 
 
-def fixed(v: Any, signed: bool = False) -> str:
-    """Report cells: 3 decimals under 10, 2 under 100, 1 above; "—" for null/NaN, "∞" for inf;
-    a typographic minus."""
-    f = finite(v)
-    if f is None:
-        if isinstance(v, float) and math.isinf(v):
-            return ("+" if signed and v > 0 else "") + ("∞" if v > 0 else "−∞")
-        return "—"
-    a = abs(f)
-    if a != 0 and (a >= 1e5 or a < 1e-3):
-        s = f"{f:+.2e}" if signed else f"{f:.2e}"
-    else:
-        digits = 1 if a >= 100 else 2 if a >= 10 else 3
-        s = f"{f:+.{digits}f}" if signed else f"{f:.{digits}f}"
-    return s.replace("-", "−")
+def signed(v: float | None) -> str:
+    """A change (value - baseline): :func:`sig` with an explicit "+" on positive values."""
+    if v is None:
+        return "-"
+    return ("+" if v > 0 else "") + sig(v)
 
 
 def short(x: Any) -> str:
@@ -67,10 +61,3 @@ def short(x: Any) -> str:
         return f"{float(x):.4g}"
     except (TypeError, ValueError):
         return str(x)
-
-
-def table(value: float | None) -> str:
-    """The demo's table: 3 decimals under 10, else 2; "n/a" for None or NaN."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    return f"{value:.3f}" if abs(value) < 10 else f"{value:.2f}"

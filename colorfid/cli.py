@@ -49,61 +49,79 @@ def _add_info(sub: argparse._SubParsersAction) -> None:
 _ADDERS: list[Callable[[argparse._SubParsersAction], None]] = [_add_info]
 
 
+def _add_weights(p: argparse.ArgumentParser) -> None:
+    """``--weights``: which entry of a BasicSR-layout checkpoint is scored (eval, report)."""
+    p.add_argument("--weights", choices=("params_ema", "params"), default=None,
+                   help="checkpoint entry to score: params_ema (default: the EMA weights a training validated; "
+                   "params where the file has none) or params (the raw weights); results record the one used")
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
-    """``colorfid report``: saved results and/or checkpoints -> one report (exit 0; 2 on usage errors).
+    """``colorfid report``: saved results and/or checkpoints -> one report (exit 0; with
+    ``--gate`` 1 when the gate fails; 2 on usage errors).
 
     * ``results`` (JSON files, oldest first) and ``checkpoint`` (evaluated here with
-      :func:`colorfid.evaluate.evaluate` on ``sets``, their results saved under
-      ``<out>/checkpoints/``) together form the checkpoints of the report; the last is detailed.
+      :func:`colorfid.evaluate` on ``sets``, their results saved under ``<out>/checkpoints/``)
+      together form the checkpoints of the report; the last is detailed.
     * Gate: ``--config`` names a thresholds file; otherwise the one
       :func:`colorfid.gate.find_thresholds` finds is used when it applies to these results
-      (a warning says why not otherwise); ``--no-gate`` switches the verdicts off.
-    * ``--baseline``: a results JSON (values and baseline outputs) or a gate baseline JSON.
+      (a warning says why not otherwise); ``--no-gate`` switches the verdicts off; ``--gate``
+      prints the verdict table as ``colorfid eval`` does and exits 1 when it fails.
+    * ``--baseline``: a results JSON (values and baseline outputs) or a gate baseline JSON;
+      ``--first-as-baseline``: the first of the checkpoints / results is the baseline.
     * ``--history``: read for the trends; with ``--append-history`` the checkpoints of this
       run are appended to it (the last one with its gate verdict).
     """
     from . import gate as _gate
-    from .evaluate import evaluate
+    from .evaluation import evaluate
     from .report import append_history, load_history, write_report
     from .report.cards import slug
-    from .report.inputs import as_base
     from .results import Results
 
     if not args.results and not args.checkpoint:
         raise UsageError("give results JSON files (colorfid report results.json ...) or --checkpoint a.pth b.pth ...")
+    if args.first_as_baseline and args.baseline is not None:
+        raise UsageError("--first-as-baseline and --baseline both name a baseline: give one")
+    if args.first_as_baseline and len(args.results) + len(args.checkpoint) < 2:
+        raise UsageError("--first-as-baseline needs at least two checkpoints / results: the baseline and one to judge")
+    if args.gate and args.no_gate:
+        raise UsageError("--gate and --no-gate contradict each other")
     out = Path(args.out)
 
     th = None
-    explicit = args.config is not None
+    explicit = args.config is not None or args.gate
     if not args.no_gate:
-        found = Path(args.config) if explicit else _gate.find_thresholds()
+        found = Path(args.config) if args.config is not None else _gate.find_thresholds()
         th = _gate.load_thresholds(found) if found is not None else None
+    if args.gate and th is None:
+        raise UsageError("--gate needs a thresholds file (--config, ./colorfid.toml or [tool.colorfid]); none was found")
 
     base_obj: Any = None
     gate_base = None
     if args.baseline is not None:
-        base_run = as_base(args.baseline)
+        gate_base = _gate.load_baseline(args.baseline)  # a gate baseline or a results file
         base_obj = args.baseline
-        if base_run.data.get("schema") == "colorfid.results":
-            gate_base = _gate.Baseline.from_results(base_run.data)
-        else:
-            gate_base = _gate.load_baseline(args.baseline)
-    elif th is not None and th.baseline is not None:
+    elif th is not None and th.baseline is not None and not args.first_as_baseline:
         gate_base = _gate.load_baseline(th.baseline, allow_missing=True)
         base_obj = gate_base
 
     runs: list[Any] = [Results.load(p) for p in args.results]
     if args.checkpoint:
-        sets = list(args.sets) if args.sets else (list(th.stress_sets) if th is not None and th.stress_sets else None)
+        sets = args.sets if args.sets else (list(th.stress_sets) if th is not None and th.stress_sets else None)
+        if sets and th is not None:
+            sets = th.resolve_set_names(sets)
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         for ckpt in args.checkpoint:
             print(f"colorfid report: evaluating {ckpt}", file=sys.stderr)
             res = evaluate(
                 ckpt, sets, protocol=th.protocol if th is not None else None, device=args.device,
-                tile=args.tile, cache_dir=args.cache, progress=None,
+                tile=args.tile, cache_dir=args.cache, progress=None, weights=args.weights,
             )
             res.save(out / "checkpoints" / f"{slug(Path(ckpt).stem)}.json")
             runs.append(res)
+    if args.first_as_baseline:
+        base_obj = runs[0]
+        gate_base = _gate.Baseline.from_results(runs[0])
 
     verdict = None
     if th is not None:
@@ -128,10 +146,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
             if key[0] is not None and key in known:
                 continue  # already recorded
             append_history(args.history, r, verdict if i == len(runs) - 1 else None)
+    if args.gate and verdict is not None:
+        print(_gate.format_report(verdict, runs[-1]))
     print(index)
     if verdict is not None:
         failed = sum(1 for r in verdict.rows if r.failed)
         print(f"gate: {'PASS' if verdict.passed else 'FAIL'} ({failed} of {len(verdict.rows)} checks failed)")
+        if args.gate:
+            print(f"colorfid gate: {'PASSED' if verdict.passed else 'FAILED'}")
+            return 0 if verdict.passed else 1
     return 0
 
 
@@ -149,11 +172,16 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--history", default=None, metavar="FILE", help="history JSON lines file to plot trends from")
     p.add_argument("--append-history", action="store_true", help="also append this run's checkpoints to --history")
     p.add_argument("--baseline", default=None, metavar="FILE", help="baseline: a results JSON or a gate baseline JSON")
+    p.add_argument("--first-as-baseline", action="store_true",
+                   help="the first checkpoint / results file is the baseline (outputs beside, regressions against it)")
     p.add_argument("--config", default=None, metavar="TOML", help="thresholds file for the verdicts (default: found as the gate does)")
+    p.add_argument("--gate", action="store_true",
+                   help="print the verdict table as `colorfid eval` does and exit 1 when the gate fails")
     p.add_argument("--no-gate", action="store_true", help="no verdicts, values only")
     p.add_argument("--metric", default="de00_p95", help="rank the worst images by this metric (default: de00_p95)")
     p.add_argument("--worst-k", type=int, default=3, metavar="K", help="worst images shown per set (default: 3)")
     p.add_argument("--full-size", action="store_true", help="also write full-resolution images next to the report")
+    _add_weights(p)
     p.add_argument("--device", default=None, help="device for --checkpoint (default: best available)")
     p.add_argument("--tile", type=int, default=None, help="tile size for --checkpoint inference")
     p.add_argument("--cache", default=None, metavar="DIR", help="output cache folder for --checkpoint")
@@ -186,9 +214,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         cache_dir=args.cache,
         use_cache=not args.no_cache,
         progress=progress,
+        weights=args.weights,
     )
     src = plan.source
-    what = f"{src.checkpoint} (sha256 {src.sha256[:12]})" if src.checkpoint else (str(args.predictions) if args.predictions else src.name)
+    what = (f"{src.checkpoint} (sha256 {src.sha256[:12]}, weights {src.weights or 'bare state dict'})" if src.checkpoint
+            else (str(args.predictions) if args.predictions else src.name))
     print(f"colorfid eval: {what}; sets {', '.join(plan.set_names)}; thresholds {plan.thresholds.source}")
     results = plan.evaluate()
     report = plan.judge(results)
@@ -237,6 +267,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-missing-baseline", action="store_true", help="a missing baseline is not an error")
     p.add_argument("--json", metavar="OUT", help="write the results (schema colorfid.results v1) here")
     p.add_argument("--report", metavar="DIR", help="write the HTML report into DIR")
+    _add_weights(p)
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
     p.add_argument("--tile", type=int, default=None, help="tile size for large images (default: automatic)")
     p.add_argument("--cache", metavar="DIR", help="output cache (default $COLORFID_CACHE or ./.colorfid_cache)")
@@ -261,6 +292,9 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--finetune", metavar="CKPT", default=None,
                    help="start from these weights with a fresh optimiser and schedule at iteration 0")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU if available)")
+    p.add_argument("--scale-schedule", dest="scale_schedule", action="store_true", default=None,
+                   help="scale the learning-rate and loss schedules to train.total_iter when it is shorter than "
+                   "them (train.scale_schedule); otherwise such a run warns")
     p.add_argument("--no-progress", dest="progress", action="store_false", default=None,
                    help="no progress bar (log lines only)")
     p.add_argument("--launcher", default=None, help=argparse.SUPPRESS)  # BasicSR habit; torchrun sets env
@@ -272,7 +306,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train.trainer import train
 
     train(args.opt, resume=args.resume, auto_resume=args.auto_resume, finetune=args.finetune,
-          device=args.device, progress=args.progress)
+          device=args.device, progress=args.progress, scale_schedule=args.scale_schedule)
     return 0
 
 
@@ -314,10 +348,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
-        help="run the bundled demo: two NAFNet checkpoints and the identity through the gate, with a report",
-        description="Evaluate golden/checkpoints/demo_l1.pth, demo_color.pth and the identity model on the "
-        "bundled stress sets, gate them with golden/colorfid.toml against golden/baselines/demo_l1.json, "
-        "print the colour-fidelity table and write the HTML report.",
+        help="run the bundled demo: three NAFNet checkpoints and the identity through the gate, with reports",
+        description="Evaluate the identity model and golden/checkpoints/demo_l1.pth, demo_color.pth and "
+        "demo_color_jitter.pth on the bundled stress sets, gate them with golden/demo.toml against "
+        "golden/baselines/demo_l1.json, print one table of the gated numbers with per-set verdicts and write "
+        "the HTML reports.",
     )
     p.add_argument("--out", default="reports/demo", help="report folder (default: reports/demo)")
     p.add_argument("--device", default=None, help="cuda, mps or cpu (default: the best available)")

@@ -6,7 +6,7 @@ inert — no torch import, no item, no file written — unless ``--checkpoint`` 
 
 When active it adds one test item per stress set (node id ``colorfid::<set>``, marker
 ``colorfid``), so ``-k``, ``-m colorfid`` / ``-m "not colorfid"``, ``-x`` and pytest-xdist
-work as for any test. An item evaluates its set (``colorfid.evaluate``), judges it
+work as for any test. An item evaluates its set (``colorfid.evaluation``), judges it
 (``colorfid.gate``) and, when it fails, shows the metric table (value, bound, baseline, Δ,
 verdict) and the worst images instead of a traceback.
 
@@ -17,7 +17,8 @@ Options (each also an ini key in ``[tool.pytest.ini_options]``, e.g. ``colorfid_
 rootdir, then ``[tool.colorfid]`` in ``pyproject.toml``, then the bundled
 ``golden/colorfid.toml``), ``--colorfid-baseline FILE``, ``--colorfid-update-baseline``,
 ``--colorfid-allow-missing-baseline``, ``--colorfid-sets a,b``, ``--colorfid-report DIR``,
-``--colorfid-device``, ``--colorfid-cache DIR``.
+``--colorfid-device``, ``--colorfid-cache DIR``, ``--colorfid-weights params_ema|params`` (which
+entry of the checkpoint: the EMA weights by default, as the trainer validates).
 
 Exit codes are pytest's: 1 when a gate item fails, 4 for a usage error (bad thresholds file,
 unknown metric or set, missing/corrupt baseline, malformed stress set, empty mask...), also
@@ -51,6 +52,7 @@ _INI = {
     "device": "inference device (same as --colorfid-device)",
     "sets": "stress sets to run, comma separated (same as --colorfid-sets)",
     "cache": "output cache folder (same as --colorfid-cache)",
+    "weights": "checkpoint entry to score: params_ema (default) or params (same as --colorfid-weights)",
 }
 _PATH_KEYS = ("checkpoint", "predictions", "config", "baseline", "report", "cache")
 
@@ -188,6 +190,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="inference device (cpu, cuda, cuda:1, mps; default: best available)")
     group.addoption("--colorfid-cache", dest="colorfid_cache", metavar="DIR", default=None,
                     help="model output cache (default $COLORFID_CACHE or ./.colorfid_cache)")
+    group.addoption("--colorfid-weights", dest="colorfid_weights", metavar="KEY", default=None,
+                    choices=("params_ema", "params"),
+                    help="checkpoint entry to score: params_ema (default: the EMA weights a training validated; "
+                    "params where the file has none) or params")
     for name, help_ in _INI.items():
         parser.addini(f"colorfid_{name}", help_, default=None)
 
@@ -276,6 +282,7 @@ def _plan(config: pytest.Config, state: _State) -> Any:
         device=_get(config, "device"),
         cache_dir=_get(config, "cache"),
         progress=None,
+        weights=_get(config, "weights"),
     )
 
 
@@ -285,7 +292,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         return None
     p = state.plan
     src = p.source
-    what = f"checkpoint {src.checkpoint} (sha256 {src.sha256[:12]})" if src.checkpoint else f"{src.kind} {state.predictions or src.name}"
+    what = (f"checkpoint {src.checkpoint} (sha256 {src.sha256[:12]}, weights {src.weights or 'bare state dict'})"
+            if src.checkpoint else f"{src.kind} {state.predictions or src.name}")
     base = str(p.baseline_path) if p.baseline_path else "-"
     if p.update_baseline:
         base += " (updating)"
@@ -402,7 +410,7 @@ def colorfid_evaluate(pytestconfig: pytest.Config) -> Callable[..., Any]:
     plan = state.plan if state is not None else None
 
     def _evaluate(sets: Any = None, model: Any = None, **kwargs: Any) -> Any:
-        from .evaluate import evaluate
+        from .evaluation import evaluate
 
         if model is None:
             if plan is None:

@@ -1,11 +1,21 @@
 """Results: what an evaluation measured, as a JSON-able object with a versioned schema
-(``"colorfid.results"``, version 1), and the per-set aggregation of per-image metrics.
+(``"colorfid.results"``, version 2), and the per-set aggregation of per-image metrics.
 
-Aggregates over the images of a set (per metric, NaN images excluded, ``n`` = images counted):
-``mean``, ``median``; ``p95`` on the bad side (numpy's linear interpolation): the 95th percentile
-for lower-is-better metrics, the 5th for higher-is-better ones, and ``target ± q95(|value -
-target|)`` on the side of the worst image for target metrics; ``worst``, the worst image. Units
-follow the metric registry (:data:`colorfid.metrics.METRICS`).
+Aggregates over the images of a set (per metric, NaN images excluded, ``n`` = images counted),
+the statistics a gate bound's ``stat`` picks and every table labels in the words of
+:data:`STAT_LABELS` (:func:`aggregate_label` is the one producer of "which statistic of which
+per-image metric"):
+
+* ``mean`` -- "mean over images"; ``median`` -- "median over images";
+* ``tail95`` -- "95 % of images at least this good": the 95th percentile of the images on the
+  metric's bad side (numpy's linear interpolation): the 95th percentile for lower-is-better
+  metrics, the 5th for higher-is-better ones, and ``target ± q95(|value - target|)`` on the side
+  of the worst image for target metrics. Until schema version 2 it was called ``p95``, a name
+  that read like the per-image percentiles of ``de00_p95`` / ``hue_shift_hc_p95``; ``p95`` is
+  still read (thresholds files, version-1 results and baselines) and means ``tail95``;
+* ``worst`` -- "worst image".
+
+Units follow the metric registry (:data:`colorfid.metrics.METRICS`).
 """
 
 from __future__ import annotations
@@ -27,6 +37,11 @@ __all__ = [
     "RESULTS_SCHEMA",
     "RESULTS_SCHEMA_VERSION",
     "AGGREGATE_STATS",
+    "STAT_ALIASES",
+    "STAT_LABELS",
+    "canonical_stat",
+    "stat_label",
+    "aggregate_label",
     "WORST_METRICS",
     "METRICS_VERSION",
     "RECORDED_KEYS",
@@ -42,9 +57,20 @@ __all__ = [
 ]
 
 RESULTS_SCHEMA = "colorfid.results"
-RESULTS_SCHEMA_VERSION = 1
+#: 2: the aggregate ``p95`` is called ``tail95`` (version-1 files are read and renamed).
+RESULTS_SCHEMA_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 #: Aggregate statistics of a metric over the images of a set (the gate's ``stat`` values).
-AGGREGATE_STATS = ("mean", "median", "p95", "worst")
+AGGREGATE_STATS = ("mean", "median", "tail95", "worst")
+#: Older names of the aggregate statistics, still read: name -> its current name.
+STAT_ALIASES = {"p95": "tail95"}
+#: Each aggregate statistic in words: what every table, report and log shows beside a value.
+STAT_LABELS = {
+    "mean": "mean over images",
+    "median": "median over images",
+    "tail95": "95 % of images at least this good",
+    "worst": "worst image",
+}
 #: Metrics whose worst images are listed in each set's ``worst`` entry (headline first).
 WORST_METRICS = ("de00_p95", "sat_ratio_hc", "hue_shift_hc_p95")
 #: Protocol keys colorfid records itself (not MetricProtocol fields; not settable in [protocol]).
@@ -72,32 +98,53 @@ def plain_float(value: Any, metric: str = "") -> float | None:
     return f if math.isfinite(f) else None
 
 
+def canonical_stat(stat: str) -> str:
+    """The current name of an aggregate statistic (``"p95"`` -> ``"tail95"``); others unchanged."""
+    return STAT_ALIASES.get(stat, stat)
+
+
+def stat_label(stat: str) -> str:
+    """An aggregate statistic in words (:data:`STAT_LABELS`), e.g. ``"mean over images"``."""
+    return STAT_LABELS.get(canonical_stat(stat), stat)
+
+
+def aggregate_label(metric: str, stat: str) -> str:
+    """Which statistic of which per-image metric a value is, in words: the metric's label and
+    the statistic over images, e.g. ``"sat. ratio, hc pixels (mean over images)"``."""
+    spec = METRICS.get(metric)
+    return f"{spec.title if spec is not None else metric} ({stat_label(stat)})"
+
+
+def _renamed_stats(agg: Mapping[str, Any]) -> dict[str, Any]:
+    return {canonical_stat(str(k)): v for k, v in agg.items()}
+
+
 def aggregate_metric(metric: str, values: Sequence[float | None]) -> dict[str, Any]:
     """The aggregates (:data:`AGGREGATE_STATS` and ``n``) of ``metric`` over a set's images
-    (None values skipped); ``p95`` and ``worst`` on the metric's bad side."""
+    (None values skipped); ``tail95`` and ``worst`` on the metric's bad side."""
     vals = np.asarray([v for v in values if v is not None], dtype=np.float64)
     n = int(vals.size)
     if n == 0:
-        return {"mean": None, "median": None, "p95": None, "worst": None, "n": 0}
+        return {"mean": None, "median": None, "tail95": None, "worst": None, "n": 0}
     spec = METRICS.get(metric)
     direction = "lower" if spec is None else spec.direction
     if direction == "higher":
-        p95 = float(np.percentile(vals, 5))
+        tail = float(np.percentile(vals, 5))
         worst = float(vals.min())
     elif direction == "target":
         t = float(spec.target)  # type: ignore[union-attr, arg-type]
         dev = np.abs(vals - t)
         i = int(np.argmax(dev))
         sign = 1.0 if vals[i] >= t else -1.0
-        p95 = float(t + sign * np.percentile(dev, 95))
+        tail = float(t + sign * np.percentile(dev, 95))
         worst = float(vals[i])
     else:
-        p95 = float(np.percentile(vals, 95))
+        tail = float(np.percentile(vals, 95))
         worst = float(vals.max())
     return {
         "mean": float(vals.mean()),
         "median": float(np.median(vals)),
-        "p95": p95,
+        "tail95": tail,
         "worst": worst,
         "n": n,
     }
@@ -184,7 +231,7 @@ class Results:
     def aggregate(self, set_name: str, metric: str, stat: str = "mean") -> float | None:
         """The aggregate ``stat`` of ``metric`` over ``set_name`` (None = undefined)."""
         try:
-            return self.sets[set_name]["aggregate"][metric][stat]
+            return self.sets[set_name]["aggregate"][metric][canonical_stat(stat)]
         except KeyError:
             raise UnknownNameError(
                 f"results have no {set_name!r}/{metric!r}/{stat!r}; sets: {sorted(self.sets)}"
@@ -217,6 +264,7 @@ class Results:
             "created": self.created,
             "provenance": dict(self.provenance),
             "protocol": dict(self.protocol),
+            "aggregate_stats": dict(STAT_LABELS),
             "sets": {k: dict(v) for k, v in self.sets.items()},
         }
 
@@ -227,10 +275,11 @@ class Results:
             raise ConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
         if data.get("schema") != RESULTS_SCHEMA:
             raise ConfigError(f"{source}: key 'schema' is {data.get('schema')!r}, expected {RESULTS_SCHEMA!r}")
-        if data.get("schema_version") != RESULTS_SCHEMA_VERSION:
+        version = data.get("schema_version")
+        if isinstance(version, bool) or version not in _READABLE_VERSIONS:
             raise ConfigError(
-                f"{source}: key 'schema_version' is {data.get('schema_version')!r}; "
-                f"this colorfid reads version {RESULTS_SCHEMA_VERSION}"
+                f"{source}: key 'schema_version' is {version!r}; "
+                f"this colorfid reads versions {', '.join(map(str, _READABLE_VERSIONS))}"
             )
         for key in ("provenance", "protocol", "sets"):
             if not isinstance(data.get(key), Mapping):
@@ -244,16 +293,19 @@ class Results:
                     raise ConfigError(f"{source}: key 'sets.{name}.{key}' is missing")
             if not isinstance(sd["images"], list) or not isinstance(sd["aggregate"], Mapping):
                 raise ConfigError(f"{source}: key 'sets.{name}.images'/'aggregate' has the wrong type")
+            aggregate = {}
             for metric, agg in sd["aggregate"].items():
                 if not isinstance(agg, Mapping):
                     raise ConfigError(f"{source}: key 'sets.{name}.aggregate.{metric}' is not an object")
+                agg = _renamed_stats(agg)  # version 1: p95 -> tail95
                 for stat in AGGREGATE_STATS:
                     v = agg.get(stat)
                     if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
                         raise ConfigError(
                             f"{source}: key 'sets.{name}.aggregate.{metric}.{stat}' is not a number: {v!r}"
                         )
-            sets[str(name)] = dict(sd)
+                aggregate[metric] = agg
+            sets[str(name)] = dict(sd, aggregate=aggregate)
         return cls(
             provenance=dict(data["provenance"]),
             protocol=dict(data["protocol"]),

@@ -22,7 +22,7 @@ from torch import nn
 
 from colorfid import cli
 from colorfid.errors import BaselineError, ConfigError, StressSetError, UnknownNameError, UsageError
-from colorfid.evaluate import METRICS_VERSION, Results, protocol_dict
+from colorfid.evaluation import AGGREGATE_STATS, METRICS_VERSION, Results, protocol_dict
 from colorfid.gate import (
     Baseline,
     GateReport,
@@ -46,7 +46,7 @@ def _proto(**over) -> dict:
 
 
 def _agg(v, n=3):
-    return {"mean": v, "median": v, "p95": v, "worst": v, "n": 0 if v is None else n}
+    return {"mean": v, "median": v, "tail95": v, "worst": v, "n": 0 if v is None else n}
 
 
 def _results(sets: dict[str, dict[str, float | None]], *, n_images=3, nonfinite=0.0, protocol=None) -> Results:
@@ -93,7 +93,7 @@ def test_parse_merges_per_set_over_defaults(tmp_path):
     a = th.bounds_for("a")
     assert set(a) == {"de00_p95", "sat_ratio_hc"}
     assert (a["sat_ratio_hc"].target, a["sat_ratio_hc"].band, a["sat_ratio_hc"].worse_abs, a["sat_ratio_hc"].stat) == (
-        1.0, 0.05, 0.02, "p95")
+        1.0, 0.05, 0.02, "tail95")  # "p95", the statistic's older name, reads as tail95
     assert (a["de00_p95"].max, a["de00_p95"].worse_abs) == (10.0, 1.0)
     other = th.bounds_for("b")
     assert other["sat_ratio_hc"].band == 0.10 and other["psnr"].min == 20.0
@@ -285,7 +285,8 @@ def test_baseline_write_keeps_other_sets_and_is_json(tmp_path):
 
 BAD_BASELINES = [
     ("corrupt", "{not json", "not valid JSON"),
-    ("wrong_schema", json.dumps({"schema": "colorfid.results", "schema_version": 1, "sets": {}}), "'schema'"),
+    ("wrong_schema", json.dumps({"schema": "colorfid.history", "schema_version": 1, "sets": {}}), "'schema'"),
+    ("bad_results", json.dumps({"schema": "colorfid.results", "schema_version": 1, "sets": {}}), "'provenance'"),
     ("wrong_version", json.dumps({"schema": "colorfid.baseline", "schema_version": 9, "sets": {}}), "schema_version"),
     ("non_number", json.dumps({"schema": "colorfid.baseline", "schema_version": 1, "sets": {
         "a": {"protocol": {}, "metrics": {"de00_p95": {"mean": "abc"}}}}}), "sets.a.metrics.de00_p95.mean"),
@@ -301,6 +302,46 @@ def test_bad_baselines(tmp_path, case, text, key):
     with pytest.raises(BaselineError) as e:
         load_baseline(p)
     assert "baseline.json" in str(e.value) and key in str(e.value)
+
+
+def test_results_file_is_a_baseline_everywhere(tmp_path, monkeypatch, capsys):
+    """A results file (``colorfid eval --json``) serves as a baseline: its aggregates, as
+    Baseline.from_results makes them; so `colorfid eval --baseline results.json` gates against it."""
+    res = _results({"s": {"de00_p95": 5.0, "psnr": 30.0}})
+    p = res.save(tmp_path / "r.json")
+    b = load_baseline(p)
+    assert b.path == p and b.value("s", "de00_p95", "tail95") == 5.0 and b.value("s", "psnr", "mean") == 30.0
+    assert b.sets == Baseline.from_results(res).sets
+    th = _th("[defaults]\nde00_p95 = { worse_abs = 0.5 }\n", tmp_path)
+    assert judge(_results({"s": {"de00_p95": 5.4}}), th, b, known_sets=[]).passed
+    assert not judge(_results({"s": {"de00_p95": 5.6}}), th, b, known_sets=[]).passed
+
+
+def test_stat_vocabulary_labels_and_old_name(tmp_path):
+    """One vocabulary: each aggregate statistic in words, and "p95" (its older name) read as
+    tail95 from thresholds files, results (schema 1) and baselines."""
+    from colorfid.results import STAT_LABELS, aggregate_label, stat_label
+
+    assert AGGREGATE_STATS == ("mean", "median", "tail95", "worst")
+    assert stat_label("p95") == stat_label("tail95") == "95 % of images at least this good"
+    assert aggregate_label("sat_ratio_hc", "mean") == "sat. ratio, hc pixels (mean over images)"
+    assert aggregate_label("hue_shift_hc_p95", "mean") == "hue shift °, 95th pct of hc pixels (mean over images)"
+    assert set(STAT_LABELS) == set(AGGREGATE_STATS)
+    th = _th('[defaults]\nsat_ratio_hc = { target = 1.0, band = 0.1, stat = "p95" }\n', tmp_path)
+    assert th.bounds_for("s")["sat_ratio_hc"].stat == "tail95"
+    with pytest.raises(ConfigError, match="p95 = tail95"):
+        _th('[defaults]\nsat_ratio_hc = { target = 1.0, band = 0.1, stat = "q95" }\n', tmp_path)
+    # a version-1 results file (aggregates keyed "p95") loads with tail95
+    d = _results({"s": {"sat_ratio_hc": 0.8}}).to_dict()
+    d["schema_version"] = 1
+    for agg in d["sets"]["s"]["aggregate"].values():
+        agg["p95"] = agg.pop("tail95")
+    old = Results.from_dict(d)
+    assert old.aggregate("s", "sat_ratio_hc", "tail95") == 0.8 == old.aggregate("s", "sat_ratio_hc", "p95")
+    rep = judge(old, th, known_sets=[])
+    assert rep.rows[0].stat == "tail95" and rep.rows[0].label == "sat. ratio, hc pixels (95 % of images at least this good)"
+    text = rep.format(old)
+    assert "95 % of images at least this good" in text and " p95 " not in text
 
 
 def test_missing_baseline_error_unless_allowed(tmp_path):
@@ -403,7 +444,7 @@ class Desaturate(nn.Module):
 
 @pytest.fixture(scope="module")
 def paint_results(tmp_path_factory):
-    from colorfid.evaluate import evaluate
+    from colorfid.evaluation import evaluate
     from colorfid.stress import bundled_set
 
     s = bundled_set("saturated_paint")
@@ -503,6 +544,63 @@ def test_cli_pass_fail_and_baseline(tmp_path, monkeypatch, capsys):
                      "--report", "rep", "--json", "r.json"]) == 0
     assert (ws / "rep" / "index.html").is_file()
     assert Results.load(ws / "r.json").set_names == ["good"]
+
+
+def _nafnet_checkpoint(path: Path, shift: float = 0.0) -> Path:
+    """A NAFNet whose output is its input (ending conv zeroed: the global residual) plus ``shift``
+    on the red channel -- two checkpoints of one architecture, one worse than the other."""
+    from colorfid.models.checkpoint import save_model
+    from colorfid.models.nafnet import NAFNet
+
+    torch.manual_seed(0)
+    net = NAFNet(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1], dec_blk_nums=[1])
+    with torch.no_grad():
+        net.ending.weight.zero_()
+        net.ending.bias.copy_(torch.tensor([shift, 0.0, 0.0]))
+    return save_model(net, path)
+
+
+def test_same_option_same_meaning_everywhere(tmp_path, monkeypatch, capsys):
+    """--baseline takes a results file in eval as in report; a set name the thresholds file
+    declares (its stress_sets folder) resolves in eval, report and plan_gate; `colorfid report
+    --checkpoint a b --first-as-baseline --gate` judges b against a, prints the verdict table and
+    exits like eval."""
+    ws = tmp_path / "ws"
+    make_set(ws / "data", "my_photos", side="lq")
+    (ws / "colorfid.toml").write_text(
+        'stress_sets = ["./data/my_photos"]\n[defaults]\nde00_p95 = { max = 50.0 }\n'
+        "[sets.my_photos]\nsat_ratio_hc = { target = 1.0, band = 0.5 }\n")
+    a, b = _nafnet_checkpoint(ws / "a.pth"), _nafnet_checkpoint(ws / "b.pth", shift=0.1)
+    monkeypatch.chdir(ws)
+    # a declared name resolves (it used to be refused as an unknown bundled set)
+    assert cli.main(["eval", "--checkpoint", "a.pth", "--sets", "my_photos", "--json", "ra.json", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "sets my_photos" in out and "sat_ratio_hc" in out  # the [sets.my_photos] bound applied
+    assert plan_gate("identity", sets=["my_photos"]).sets[0].root == ws / "data" / "my_photos"
+    # a results file is a baseline: the same checkpoint passes against it, a worse one regresses
+    assert cli.main(["eval", "--checkpoint", "a.pth", "--sets", "my_photos", "--baseline", "ra.json", "--no-progress"]) == 0
+    assert cli.main(["eval", "--checkpoint", "b.pth", "--sets", "my_photos", "--baseline", "ra.json", "--no-progress"]) == 1
+    assert "FAIL_REGRESSION" in capsys.readouterr().out
+    # ... but --update-baseline never overwrites it
+    before = (ws / "ra.json").read_text()
+    assert cli.main(["eval", "--checkpoint", "b.pth", "--sets", "my_photos", "--baseline", "ra.json",
+                     "--update-baseline", "--no-progress"]) == 2
+    assert "results file" in capsys.readouterr().err and (ws / "ra.json").read_text() == before
+    # report: a as the baseline, --gate prints eval's table and exits 1; a -> a passes
+    rc = cli.main(["report", "--checkpoint", "a.pth", "b.pth", "--sets", "my_photos", "--first-as-baseline", "--gate",
+                   "--out", "rep"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "FAIL_REGRESSION" in out and "colorfid gate: FAILED" in out
+    gate = json.loads((ws / "rep" / "gate.json").read_text())
+    assert gate["rows"][0]["baseline"] is not None and (ws / "rep" / "index.html").is_file()
+    assert cli.main(["report", "--checkpoint", "a.pth", "a.pth", "--sets", "my_photos", "--first-as-baseline",
+                     "--gate", "--out", "rep2"]) == 0
+    assert "colorfid gate: PASSED" in capsys.readouterr().out
+    # the report's --baseline takes the same results file; without --gate the exit code stays 0
+    assert cli.main(["report", "--checkpoint", "b.pth", "--sets", "my_photos", "--baseline", "ra.json",
+                     "--out", "rep3"]) == 0
+    assert "gate: FAIL" in capsys.readouterr().out
+    assert cli.main(["report", "ra.json", "--first-as-baseline", "--out", "rep4"]) == 2
 
 
 def test_plan_rejects_model_on_prediction_only_set(tmp_path):

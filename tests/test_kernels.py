@@ -224,7 +224,7 @@ def test_fused_agrees_with_eager_on_bundled_sets(kernels):
 
 @pytest.mark.slow
 def test_kernels_off_switch_and_provenance(kernels, monkeypatch, tmp_path):
-    from colorfid.evaluate import evaluate
+    from colorfid.evaluation import evaluate
 
     r = evaluate("identity", ["neutral"], cache_dir=tmp_path / "c", progress=False)
     assert r.provenance["metric_kernels"] == "fused"

@@ -56,7 +56,7 @@ def test_protocol_defaults_and_round_trip():
     p = M.MetricProtocol()
     assert p.as_dict() == {
         "hc_saturation": 0.5, "hc_chroma": 40.0, "hue_chroma_floor": 10.0, "grey_tolerance": 0.02,
-        "low_color_min": 0.10, "low_color_critical": 0.04, "worst_k": 3,
+        "low_color_min": 0.10, "low_color_critical": 0.04, "ratio_floor": 0.10, "worst_k": 3,
     }
     q = M.MetricProtocol.from_dict({"hc_saturation": 0.6, "worst_k": 5})
     assert q.hc_saturation == 0.6 and q.worst_k == 5 and q.hc_chroma == 40.0
@@ -77,7 +77,7 @@ def test_registry_matches_image_metrics_and_contract():
         "de00_mean", "de00_median", "de00_p95", "de00_p99", "de00_max", "de00_hc_p95", "sat_ratio",
         "sat_ratio_hc", "chroma_ratio_hc", "hue_shift_hc_mean", "hue_shift_hc_p95", "hue_drift_hc",
         "brightness_ratio", "psnr", "ssim", "out_of_range_frac", "nonfinite_count", "grey_collapse",
-        "mean_saturation", "hc_fraction",
+        "mean_saturation", "hc_fraction", "sat_diff", "brightness_diff",
     ]
     assert list(M.METRICS) == expected
     t = rand_img(1)
@@ -85,9 +85,10 @@ def test_registry_matches_image_metrics_and_contract():
     for name in expected:
         spec = M.get_metric(name)
         assert spec.name == name and spec.description and spec.direction in ("lower", "higher", "target")
+        assert spec.title and spec.title != name  # every key has its per-image statistic in words
     targets = {k: s.target for k, s in M.METRICS.items() if s.direction == "target"}
     assert targets == {"sat_ratio": 1.0, "sat_ratio_hc": 1.0, "chroma_ratio_hc": 1.0,
-                       "hue_drift_hc": 0.0, "brightness_ratio": 1.0}
+                       "hue_drift_hc": 0.0, "brightness_ratio": 1.0, "sat_diff": 0.0, "brightness_diff": 0.0}
     assert M.get_metric("psnr").direction == "higher" and M.get_metric("ssim").direction == "higher"
     assert M.get_metric("de00_p95").direction == "lower" and M.get_metric("de00_p95").unit == "ΔE00"
     assert M.get_metric("hue_shift_hc_p95").unit == "degrees"
@@ -700,6 +701,34 @@ def test_image_metrics_matches_oracles(strip, monkeypatch):
         assert m32[k] == pytest.approx(m[k], rel=2e-3, abs=2e-3), k
 
 
+def test_whole_image_ratios_need_a_meaningful_denominator():
+    """sat_ratio / brightness_ratio are ratios of two means: on a near-grey (near-black) GT a
+    few hundredths of saturation (value) read as a factor. Under the protocol's ratio_floor
+    (0.10 = low_color_min) they are NaN and sat_diff / brightness_diff say what happened; the
+    oracle is scikit-image's HSV on the same pixels."""
+    g = torch.Generator().manual_seed(5)
+    base = 0.3 + 0.4 * torch.rand(1, 24, 24, generator=g, dtype=torch.float64)
+    tint = torch.tensor([1.0, 0.985, 0.97], dtype=torch.float64).view(3, 1, 1)
+    gt = (base * tint).clamp(0, 1)  # mean S ~ 0.03: a grey room
+    pred = (base * torch.tensor([1.0, 0.975, 0.955], dtype=torch.float64).view(3, 1, 1)).clamp(0, 1)
+    s_gt, s_pred = rgb2hsv(hwc(gt))[..., 1], rgb2hsv(hwc(pred))[..., 1]
+    assert s_gt.mean() < 0.10 and s_pred.mean() / s_gt.mean() > 1.4  # the ill-conditioned "x1.5"
+    m = M.image_metrics(pred, gt)
+    assert math.isnan(m["sat_ratio"])
+    assert m["sat_diff"] == pytest.approx(s_pred.mean() - s_gt.mean(), rel=1e-10)
+    assert m["brightness_ratio"] == pytest.approx(hwc(pred).max(-1).mean() / hwc(gt).max(-1).mean(), rel=1e-12)
+    # the floor is the protocol's: lowered under the GT's mean saturation, the ratio is back
+    low = M.image_metrics(pred, gt, protocol=M.MetricProtocol(ratio_floor=0.01))
+    assert low["sat_ratio"] == pytest.approx(s_pred.mean() / s_gt.mean(), rel=1e-12)
+    # a near-black GT (mean V 0.05): brightness_ratio NaN, brightness_diff defined
+    dark_gt, dark_pred = gt * (0.05 / 0.5), gt * (0.07 / 0.5)
+    d = M.image_metrics(dark_pred, dark_gt)
+    assert math.isnan(d["brightness_ratio"])
+    assert d["brightness_diff"] == pytest.approx(hwc(dark_pred).max(-1).mean() - hwc(dark_gt).max(-1).mean(), rel=1e-10)
+    # the hc ratios need no floor: their masks keep GT pixels with S >= hc_saturation
+    assert M.MetricProtocol().ratio_floor == 0.10 == M.MetricProtocol().low_color_min
+
+
 def assert_metrics_match_oracles(m: dict[str, float], p: torch.Tensor, t: torch.Tensor) -> None:
     """image_metrics' values of (p, t) against colour-science, scikit-image and numpy
     (tests/test_kernels.py runs it on the fused path)."""
@@ -720,6 +749,8 @@ def assert_metrics_match_oracles(m: dict[str, float], p: torch.Tensor, t: torch.
     hcc = lt[..., 1] >= 40.0
     assert m["chroma_ratio_hc"] == pytest.approx(lp[..., 1][hcc].mean() / lt[..., 1][hcc].mean(), rel=1e-10)
     assert m["brightness_ratio"] == pytest.approx(hwc(p).max(-1).mean() / hwc(t).max(-1).mean(), rel=1e-12)
+    assert m["brightness_diff"] == pytest.approx(hwc(p).max(-1).mean() - hwc(t).max(-1).mean(), rel=1e-10, abs=1e-14)
+    assert m["sat_diff"] == pytest.approx(sp.mean() - stt.mean(), rel=1e-10, abs=1e-14)
     assert m["psnr"] == pytest.approx(peak_signal_noise_ratio(hwc(t), hwc(p), data_range=1.0), rel=1e-12)
     assert m["ssim"] == pytest.approx(structural_similarity(hwc(p), hwc(t), channel_axis=-1, **SSIM_KW), abs=1e-12)
     assert m["mean_saturation"] == pytest.approx(sp.mean(), rel=1e-12)

@@ -48,8 +48,8 @@ def test_cli_without_command_is_a_usage_error(capsys):
 # room is a top-level module or package of colorfid; entry points (cli.py, any __main__.py) rank
 # with cli.
 ORDER = [
-    "errors", "_version", "_atomic", "_heap", "_select", "_tensors", "_layout", "_format", "_files", "_aot",
-    "color", "difference", "metrics", "losses", "testing", "io", "models", "stress", "results", "evaluate",
+    "errors", "_version", "_atomic", "_heap", "_threads", "_select", "_tensors", "_layout", "_format", "_files", "_aot",
+    "color", "difference", "metrics", "losses", "testing", "io", "models", "stress", "results", "evaluation",
     "gate", "report", "pytest_plugin", "train", "basicsr", "demo", "cli",
 ]
 
@@ -126,3 +126,60 @@ def test_no_module_imports_another_modules_private_names():
                     continue  # a module, not a name
                 offenders.append(f"{module}: from {target} import {n}")
     assert offenders == []
+
+
+_SUBPROCESS_NAMES_CHECK = r"""
+import importlib, json, pkgutil, sys, types
+import colorfid
+
+# 1. import every submodule of colorfid (entry points excepted: importing them runs them)
+mods = []
+for info in pkgutil.walk_packages(colorfid.__path__, "colorfid."):
+    if info.name.endswith("__main__"):
+        continue
+    importlib.import_module(info.name)
+    mods.append(info.name)
+problems = []
+# 2. every public name of colorfid is still the object its home module defines, never a module
+for name in colorfid.__all__:
+    obj = getattr(colorfid, name)
+    home = colorfid._EXPORTS.get(name)
+    want = getattr(importlib.import_module(home), name) if home else obj
+    if isinstance(obj, types.ModuleType) or obj is not want:
+        problems.append(f"colorfid.{name} is {obj!r}, expected {want!r}")
+# 3. the same for every package's own public names
+for mod in mods:
+    m = sys.modules[mod]
+    if not hasattr(m, "__path__"):
+        continue
+    for name in getattr(m, "__all__", []):
+        obj = getattr(m, name, None)
+        if isinstance(obj, types.ModuleType):
+            problems.append(f"{mod}.{name} is a module (a submodule shadows the public name)")
+print(json.dumps({"modules": len(mods), "problems": problems}))
+"""
+
+
+def test_public_names_survive_importing_every_submodule():
+    """``import colorfid.<sub>`` sets the attribute ``<sub>`` on the package: a public name spelt
+    like a submodule turns into that module (``cf.evaluate`` did, once ``colorfid.evaluate`` was a
+    package). A fresh process imports every submodule first, then checks every public name of
+    colorfid and of each subpackage."""
+    import json
+
+    out = subprocess.run([sys.executable, "-c", _SUBPROCESS_NAMES_CHECK], capture_output=True, text=True, check=True)
+    data = json.loads(out.stdout.strip().splitlines()[-1])
+    assert data["modules"] > 50
+    assert data["problems"] == []
+
+
+def test_evaluate_is_callable_after_importing_the_evaluation_package(tmp_path):
+    code = (
+        "import colorfid.evaluation, colorfid.pytest_plugin\n"
+        "import colorfid as cf\n"
+        "from colorfid.evaluation import evaluate\n"
+        "assert callable(cf.evaluate) and cf.evaluate is evaluate, cf.evaluate\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"

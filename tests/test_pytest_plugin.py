@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import colorfid.evaluate  # noqa: F401
+import colorfid.evaluation  # noqa: F401
 import colorfid.gate  # noqa: F401
 import colorfid.io  # noqa: F401
 import colorfid.models.checkpoint  # noqa: F401
@@ -90,7 +90,7 @@ def test_inert_without_options(pytester):
         """
         import sys
         def test_plain():
-            assert "colorfid.gate" not in sys.modules and "colorfid.evaluate" not in sys.modules
+            assert "colorfid.gate" not in sys.modules and "colorfid.evaluation" not in sys.modules
         """
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
@@ -223,8 +223,13 @@ def test_checkpoint_and_fixtures(ws, pytester):
     r = pytester.runpytest("--checkpoint", "net.pth", "--colorfid-sets", "lqsets/lq_good", "-p", "no:cacheprovider",
                            "--colorfid-device", "cpu", "--colorfid-cache", "mycache")
     r.assert_outcomes(passed=3)
-    assert "sha256" in r.stdout.str()
+    assert "sha256" in r.stdout.str() and "weights params)" in r.stdout.str()  # a params-only file: params
     assert list((ws / "mycache").glob("*/lq_good/im0.npy"))  # outputs cached where asked
+    # --colorfid-weights picks the entry (params_ema falls back to params here); bad names: usage error
+    r = pytester.runpytest("--checkpoint", "net.pth", "--colorfid-sets", "lqsets/lq_good", "-p", "no:cacheprovider",
+                           "--colorfid-weights", "params", "-k", "colorfid")
+    r.assert_outcomes(passed=1)
+    assert pytester.runpytest("--checkpoint", "net.pth", "--colorfid-weights", "ema").ret == pytest.ExitCode.USAGE_ERROR
     # The same fixtures without --checkpoint: colorfid_model skips.
     r = pytester.runpytest("-k", "test_model")
     r.assert_outcomes(skipped=1)
@@ -270,7 +275,7 @@ def _cfg(text):
 
 def _baseline(text_or_fn):
     def setup(ws):
-        from colorfid.evaluate import protocol_dict
+        from colorfid.evaluation import protocol_dict
         from colorfid.metrics import MetricProtocol
 
         proto = protocol_dict(MetricProtocol())

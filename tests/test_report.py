@@ -30,7 +30,7 @@ from PIL import Image
 
 import colorfid
 from colorfid import metrics, report
-from colorfid._format import fixed
+from colorfid._format import sig
 from colorfid.report.maps import compute_maps
 from colorfid.report.numbers import bound_lines
 from colorfid.errors import ConfigError, UnknownNameError, UsageError
@@ -90,7 +90,7 @@ def _plain(v: float, name: str) -> float | None:
 def _aggregate(name: str, vals: list[float | None]) -> dict[str, Any]:
     v = np.array([x for x in vals if x is not None], dtype=np.float64)
     if v.size == 0:
-        return {"mean": None, "median": None, "p95": None, "worst": None, "n": 0}
+        return {"mean": None, "median": None, "tail95": None, "worst": None, "n": 0}
     spec = metrics.METRICS[name]
     if spec.direction == "higher":
         worst = float(v.min())
@@ -98,7 +98,7 @@ def _aggregate(name: str, vals: list[float | None]) -> dict[str, Any]:
         worst = float(v[np.argmax(np.abs(v - spec.target))])
     else:
         worst = float(v.max())
-    return {"mean": float(v.mean()), "median": float(np.median(v)), "p95": float(np.percentile(v, 95)), "worst": worst, "n": int(v.size)}
+    return {"mean": float(v.mean()), "median": float(np.median(v)), "tail95": float(np.percentile(v, 95)), "worst": worst, "n": int(v.size)}
 
 
 def _fake_metrics(rng: np.random.Generator, strength: float) -> dict[str, float]:
@@ -436,8 +436,8 @@ def test_matrix_deltas_coloured_by_direction_and_worst_first(tmp_path: Path) -> 
         spans = [s for s in td.iter("span") if (s.get("class") or "").startswith("d-")]
         return spans[0].get("class")
 
-    assert delta_class(cell(0, 0)) == "d-worse" and "+2.500" in "".join(cell(0, 0).itertext())
-    assert delta_class(cell(0, 1)) == "d-worse" and "−0.150" in "".join(cell(0, 1).itertext())
+    assert delta_class(cell(0, 0)) == "d-worse" and "+2.5" in "".join(cell(0, 0).itertext())
+    assert delta_class(cell(0, 1)) == "d-worse" and "Δ -0.15" in "".join(cell(0, 1).itertext())  # the gate table's sig()
     assert delta_class(cell(1, 2)) == "d-better"
     assert delta_class(cell(1, 1)) == "d-better"
     assert "fail: bound" in "".join(cell(0, 0).itertext()) and cell(0, 0).get("class") == "v-fail_bound"
@@ -480,7 +480,7 @@ def test_values_only_gate_baseline(tmp_path: Path) -> None:
 
 def test_real_gate_report(tmp_path: Path) -> None:
     from colorfid import gate
-    from colorfid.evaluate import Results
+    from colorfid.evaluation import Results
 
     res = Results.from_dict(make_results(tmp_path, strength=0.3))
     th = gate.parse_thresholds({"defaults": {"de00_p95": {"max": 1.0}, "psnr": {"min": 20.0}}}, source="t.toml")
@@ -495,7 +495,7 @@ def test_real_gate_report(tmp_path: Path) -> None:
 
 
 def test_results_object_and_path_inputs(tmp_path: Path) -> None:
-    from colorfid.evaluate import Results
+    from colorfid.evaluation import Results
 
     d = make_results(tmp_path)
     obj = Results.from_dict(d)
@@ -605,7 +605,7 @@ def test_trends_from_history_with_bound_and_baseline(tmp_path: Path) -> None:
     html = report.write_report(runs[2], tmp_path / "r", history=h, gate_report=gate, baseline=base).read_text()
     parse_strict(html)
     svgs = _trend_svgs(html)
-    key = next(k for k in svgs if k.startswith("paint · de00_p95 (mean)"))
+    key = next(k for k in svgs if k.startswith("paint · de00_p95 (mean over images)"))
     svg = svgs[key]
     # three checkpoints (two from the history, the current one appended), x labels in steps
     pts = re.search(r'<polyline points="([^"]+)"', svg).group(1).split()
@@ -617,8 +617,8 @@ def test_trends_from_history_with_bound_and_baseline(tmp_path: Path) -> None:
     assert 'class="bound"' in svg and 'class="base"' in svg
     vals = [r["sets"]["paint"]["aggregate"]["de00_p95"]["mean"] for r in runs]
     for v in vals:  # the accessible description lists every value
-        assert fixed(v) in key
-    assert "bound 3.000" in key and fixed(base["sets"]["paint"]["aggregate"]["de00_p95"]["mean"]) in key
+        assert sig(v) in key
+    assert "bound 3" in key and sig(base["sets"]["paint"]["aggregate"]["de00_p95"]["mean"]) in key
     # "1.0 ± 0.1" draws two bound lines
     sat = svgs[next(k for k in svgs if k.startswith("paint · sat_ratio_hc"))]
     assert sat.count('class="bound"') == 2 + 1  # two lines + the legend swatch
@@ -724,7 +724,7 @@ def test_templates_ship_in_the_wheel(tmp_path: Path) -> None:
 
 def test_cli_report_from_results_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from colorfid.cli import main
-    from colorfid.evaluate import Results
+    from colorfid.evaluation import Results
 
     paths = []
     for i, s in enumerate((0.3, 0.15)):

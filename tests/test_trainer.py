@@ -288,7 +288,8 @@ def test_checkpoint_layout_is_basicsr_and_loads_strict(data, tmp_path):
 
     s = train(_opt(_raw(data, tmp_path / "e", total_iter=2, ema_decay=0.9)), progress=False)
     ck = torch.load(s.last_checkpoint, weights_only=True)
-    assert set(ck) == {"params", "params_ema"} and s.last_checkpoint.name == "net_g_2.pth"
+    assert set(ck) == {"params", "params_ema", "train"} and s.last_checkpoint.name == "net_g_2.pth"
+    assert ck["train"] == {"iter": 2, "ema_decay": 0.9}
     assert not any(k.startswith("module.") for k in ck["params"])
     net = NAFNet(3, 8, 1, [1], [1])
     net.load_state_dict(ck["params"], strict=True)
@@ -333,6 +334,94 @@ def test_auto_resume_only_when_asked(data, tmp_path):
     assert resumed.iteration == 2
     resumed.train()
     assert [r["iter"] for r in _log(root)] == [1, 2, 3]
+
+
+def test_auto_resume_of_a_finished_run_has_nothing_to_do(data, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from colorfid.cli import main
+
+    root = tmp_path / "e"
+    raw = _raw(data, root, total_iter=2)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "o.yml").write_text(yaml.safe_dump(raw))
+    assert main(["train", "-opt", "o.yml", "--no-progress"]) == 0
+    files = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert main(["train", "-opt", "o.yml", "--auto-resume", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to do" in err and "at iteration 2 and train.total_iter is 2" in err
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == files  # nothing written
+    assert not list(tmp_path.glob("e_archived_*"))
+
+
+def test_short_total_iter_warns_or_scales_the_schedule(data, tmp_path):
+    from colorfid.errors import ColorfidWarning
+
+    over = dict(total_iter=4, warmup_iter=20, scheduler={"type": "TrueCosineAnnealingLR", "T_max": 100},
+                pixel_opt={"type": "ColorAwareLoss"},
+                loss_schedule={"stages": [{"start": 0, "weights": {"l1": 1.0}},
+                                          {"start": 50, "weights": {"chroma": 2.0}, "warmup": 25}]})
+    with pytest.warns(ColorfidWarning, match=r"total_iter \(4\) ends before train.scheduler.T_max = 100, "
+                                             r"train.loss_schedule.stages\[1\].start = 50, train.warmup_iter = 20"):
+        tr = Trainer(_opt(_raw(data, tmp_path / "a", **over)), progress=False)
+    assert tr.opt["train"]["scheduler"]["T_max"] == 100  # warned, not changed
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ColorfidWarning)
+        tr = Trainer(_opt(_raw(data, tmp_path / "b", **over)), progress=False, scale_schedule=True)
+    t = tr.opt["train"]
+    # the shape kept on the shorter run: factor 4 / 100
+    assert t["scheduler"]["T_max"] == 4 and t["warmup_iter"] == 1
+    assert t["loss_schedule"]["stages"][1] == {"start": 2, "weights": {"chroma": 2.0}, "warmup": 1}
+    assert tr.loss_schedule.weights(2)["chroma"] < 2.0 < tr.loss_schedule.weights(3)["chroma"] + 1e-9
+    # a schedule without a length (no cosine scheduler) cannot be scaled
+    bad = dict(over, scheduler={"type": "MultiStepLR", "milestones": [50], "gamma": 0.5})
+    with pytest.raises(ConfigError, match="no length to scale from"):
+        Trainer(_opt(_raw(data, tmp_path / "c", **bad)), progress=False, scale_schedule=True)
+
+
+def test_validation_is_a_table_and_the_bar_says_validating(data, tmp_path, capsys):
+    vs = _make_pairs(tmp_path / "valset", 2, size=24, seed=5)
+    raw = _raw(data, tmp_path / "e", total_iter=2)
+    raw["val"] = {"val_freq": 2, "sets": [str(vs)], "best_metrics": ["de00_p95", "psnr"],
+                  "gate": {"defaults": {"psnr": {"min": 99.0}}}}
+    train(_opt(raw), progress=True)
+    err = capsys.readouterr().err
+    assert "validating 1 set(s) (raw weights)" in err  # the bar's postfix during the pause
+    lines = err[err.index("validation @ iter 2"):].splitlines()
+    assert "raw weights, params; mean over images" in lines[0]
+    assert lines[1].split() == ["set", "de00_p95", "psnr", "gate"]
+    res = json.loads((tmp_path / "e" / "validation" / "results_2.json").read_text())
+    psnr = res["sets"]["valset"]["aggregate"]["psnr"]["mean"]
+    from colorfid._format import sig
+
+    assert lines[2].split()[:3] == ["valset", sig(res["sets"]["valset"]["aggregate"]["de00_p95"]["mean"]), sig(psnr)]
+    assert lines[2].endswith("FAIL psnr")
+    assert all(len(l) < 120 for l in lines[:3])
+
+
+def test_tensorboard_events_hold_losses_and_validation(data, tmp_path):
+    pytest.importorskip("tensorboard", reason="TensorBoard logging needs the tb extra: pip install 'colorfid[tb]'")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    vs = _make_pairs(tmp_path / "valset", 2, size=24, seed=5)
+    raw = _raw(data, tmp_path / "e", total_iter=2,
+               pixel_opt={"type": "ColorAwareLoss", "ssim_weight": 0.0, "delta_e_weight": 0.0})
+    raw["val"] = {"val_freq": 2, "sets": [str(vs)], "best_metrics": ["de00_p95", "psnr"],
+                  "gate": {"defaults": {"psnr": {"min": 1.0}}}}
+    raw["logger"]["use_tb_logger"] = True
+    train(_opt(raw), progress=False)
+    acc = EventAccumulator(str(tmp_path / "e" / "tb_logger"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"losses/l_total", "losses/l_pix", "losses/l_pix.l1", "losses/l_pix.chroma", "losses/l_pix.hue", "lr"} <= tags
+    assert {"val/valset/de00_p95", "val/valset/psnr", "val/gate_passed"} <= tags
+    assert [e.step for e in acc.Scalars("losses/l_total")] == [1, 2]
+    res = json.loads((tmp_path / "e" / "validation" / "results_2.json").read_text())
+    (ev,) = acc.Scalars("val/valset/psnr")
+    assert ev.step == 2 and ev.value == pytest.approx(res["sets"]["valset"]["aggregate"]["psnr"]["mean"], rel=1e-6)
 
 
 # ============================================================================= guard, schedule, logs
@@ -415,7 +504,7 @@ def test_bad_network_argument_names_the_key(data, tmp_path):
 
 
 def test_validation_uses_evaluate_and_gate_and_records_bests(data, tmp_path):
-    from colorfid.evaluate import Results
+    from colorfid.evaluation import Results
 
     vs = _make_pairs(tmp_path / "valset", 2, size=24, seed=5)
     raw = _raw(data, tmp_path / "e", total_iter=2)
@@ -435,6 +524,54 @@ def test_validation_uses_evaluate_and_gate_and_records_bests(data, tmp_path):
         assert Path(b["checkpoint"]).is_file() and b["iter"] in (1, 2)
     assert (root / "reports" / "val_2" / "index.html").is_file()
     assert sorted(p.name for p in (root / "val_inputs" / "grey" / "lq").iterdir()) == ["im00.png", "im01.png"]
+
+
+def test_trainer_validation_and_eval_score_the_same_weights(data, tmp_path, capsys):
+    """Figure of issue #17: for a checkpoint written with EMA on, the trainer's validation and
+    `colorfid eval --checkpoint` with default options agree (1e-6) on the same set, the results
+    say which weights were scored, and --weights params picks the other entry. EMA averaging
+    over a longer window than the run trained is warned about, by the trainer and by eval."""
+    import warnings
+
+    from colorfid.cli import main
+    from colorfid.errors import ColorfidWarning
+    from colorfid.evaluation import Results
+
+    vs = _make_pairs(tmp_path / "valset", 2, size=24, seed=5)
+    raw = _raw(data, tmp_path / "e", total_iter=3, ema_decay=0.9)  # window ~10 > 3 iterations
+    raw["val"] = {"val_freq": 3, "sets": [str(vs)], "report": False,
+                  "gate": {"defaults": {"de00_p95": {"max": 1000.0}, "psnr": {"min": 1.0}}}}
+    train(_opt(raw), progress=False)
+    assert "ema_decay 0.9 averages over ~10 iterations but total_iter is 3" in capsys.readouterr().err
+    root = tmp_path / "e"
+    val = Results.load(root / "validation" / "results_3.json")
+    assert val.provenance["weights"] == "params_ema"
+    best = json.loads((root / "best.json").read_text())
+    assert all(b["weights"] == "params_ema" and b["ema"] is True for b in best.values())
+    ckpt = root / "models" / "net_g_3.pth"
+    cfg = tmp_path / "g.toml"
+    cfg.write_text("[defaults]\nde00_p95 = { max = 1000.0 }\npsnr = { min = 1.0 }\n")
+    runs = {}
+    for weights in (None, "params"):
+        out = tmp_path / f"eval_{weights}.json"
+        argv = ["eval", "--checkpoint", str(ckpt), "--sets", str(vs), "--config", str(cfg), "--json", str(out),
+                "--cache", str(tmp_path / "cache"), "--no-progress"] + (["--weights", weights] if weights else [])
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert main(argv) == 0
+        runs[weights] = (Results.load(out), [str(w.message) for w in caught if issubclass(w.category, ColorfidWarning)])
+    ev, warned = runs[None]
+    assert ev.provenance["weights"] == "params_ema" and "weights params_ema" in capsys.readouterr().out
+    assert any("averaged 3 iterations with ema_decay 0.9" in w for w in warned)
+    agg_val, agg_ev = val.sets["valset"]["aggregate"], ev.sets["valset"]["aggregate"]
+    assert set(agg_val) == set(agg_ev)
+    for metric, stats in agg_val.items():
+        for stat, v in stats.items():
+            w = agg_ev[metric][stat]
+            assert (v is None and w is None) or v == pytest.approx(w, rel=1e-6, abs=1e-9), (metric, stat, v, w)
+    raw_run, warned_raw = runs["params"]
+    assert raw_run.provenance["weights"] == "params" and not any("averaged" in w for w in warned_raw)
+    assert raw_run.aggregate("valset", "psnr") != pytest.approx(ev.aggregate("valset", "psnr"), rel=1e-6)
 
 
 # ============================================================================= CLI
@@ -494,7 +631,7 @@ def test_ddp_two_process_gloo_follows_single_process(tmp_path):
     ck = torch.load(tmp_path / "ddp" / "models" / f"net_g_{steps}.pth", weights_only=True)["params"]
     for k, v in torch.load(ref.last_checkpoint, weights_only=True)["params"].items():
         torch.testing.assert_close(ck[k], v, rtol=1e-4, atol=1e-5)
-    from colorfid.evaluate import Results
+    from colorfid.evaluation import Results
 
     res = Results.load(tmp_path / "ddp" / "validation" / f"results_{steps}.json")
     ref_res = Results.load(tmp_path / "single" / "validation" / f"results_{steps}.json")

@@ -24,7 +24,8 @@ Bound keys: ``max``, ``min``, ``target`` + ``band`` (two-sided: ``|value - targe
 ``target`` defaults to the metric's registry target), ``worse_abs`` / ``worse_rel`` (regression
 slack against the baseline: a value may be worse than the baseline by at most
 ``max(worse_abs, worse_rel * |baseline|)``), ``stat`` (which aggregate over the set's images:
-``mean`` | ``median`` | ``p95`` | ``worst``, default ``mean``; see :mod:`colorfid.evaluate`).
+``mean`` | ``median`` | ``tail95`` (95 % of images at least this good; ``p95``, its older name, is read as
+``tail95``) | ``worst``, default ``mean``; see :mod:`colorfid.results`).
 A per-set entry overrides the default entry field by field, except that naming any of
 ``min``/``max``/``target``/``band`` replaces the default's limits as a whole.
 

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 from .._files import atomic_write_json, load_json, utc_now
 from ..errors import BaselineError
-from ..results import AGGREGATE_STATS, Results
+from ..results import AGGREGATE_STATS, RESULTS_SCHEMA, Results, canonical_stat
 
 __all__ = ["BASELINE_SCHEMA", "BASELINE_SCHEMA_VERSION", "Baseline", "load_baseline", "write_baseline"]
 
@@ -121,6 +121,8 @@ class Baseline:
             ms = sd.get("metrics")
             if not isinstance(ms, Mapping):
                 raise BaselineError(f"baseline {source}: key '{key}.metrics' is missing or not an object")
+            ms = {m: {canonical_stat(str(st)): v for st, v in agg.items()} if isinstance(agg, Mapping) else agg
+                  for m, agg in ms.items()}  # stat names of older files (p95 -> tail95)
             for m, agg in ms.items():
                 if not isinstance(agg, Mapping):
                     raise BaselineError(f"baseline {source}: key '{key}.metrics.{m}' is not an object")
@@ -129,7 +131,7 @@ class Baseline:
                         raise BaselineError(
                             f"baseline {source}: key '{key}.metrics.{m}.{st}' is not a number: {v!r}"
                         )
-            clean[str(name)] = dict(sd)
+            clean[str(name)] = dict(sd, metrics=ms)
         prov = data.get("provenance") or {}
         return cls(sets=clean, provenance=dict(prov) if isinstance(prov, Mapping) else {}, created=str(data.get("created", "")))
 
@@ -140,8 +142,11 @@ class Baseline:
 
 
 def load_baseline(path: str | os.PathLike, *, allow_missing: bool = False) -> Baseline | None:
-    """Read a baseline file. Missing: BaselineError, or None when ``allow_missing``.
-    Corrupt JSON / other schema / non-number values: BaselineError naming the file and key."""
+    """Read a baseline file: a gate baseline (``colorfid.baseline``) or a results file
+    (``colorfid.results``, e.g. ``colorfid eval --json``; its per-set aggregates are the baseline,
+    as :meth:`Baseline.from_results` makes them). Missing: BaselineError, or None when
+    ``allow_missing``. Corrupt JSON / other schema / non-number values: BaselineError naming the
+    file and key."""
     p = Path(path).expanduser()
     if allow_missing and not p.exists():
         return None
@@ -150,7 +155,16 @@ def load_baseline(path: str | os.PathLike, *, allow_missing: bool = False) -> Ba
         "(colorfid eval --update-baseline), or allow a missing baseline with "
         "--colorfid-allow-missing-baseline / allow_missing_baseline = true"
     ))
-    b = Baseline.from_dict(data, source=str(p))
+    if isinstance(data, Mapping) and data.get("schema") == RESULTS_SCHEMA:
+        from ..errors import ConfigError  # noqa: PLC0415
+
+        try:
+            b = Baseline.from_results(Results.from_dict(data, source=str(p)))
+        except ConfigError as exc:
+            raise BaselineError(f"baseline {exc}") from None
+        b.created = str(data.get("created", b.created))
+    else:
+        b = Baseline.from_dict(data, source=str(p))
     b.path = p
     return b
 

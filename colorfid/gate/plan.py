@@ -23,7 +23,7 @@ class GatePlan:
 
     thresholds: Thresholds
     sets: list[Any]
-    source: Any  # colorfid.evaluate.ModelSource
+    source: Any  # colorfid.evaluation.ModelSource
     baseline: Baseline | None
     baseline_path: Path | None
     update_baseline: bool
@@ -43,7 +43,7 @@ class GatePlan:
         raise UnknownNameError(f"set {name!r} is not in this gate run; sets: {self.set_names}")
 
     def evaluate(self, names: Sequence[str] | None = None, *, progress: bool | None = None) -> Results:
-        from ..evaluate import evaluate
+        from ..evaluation import evaluate
 
         chosen = self.sets if names is None else [self.get_set(n) for n in names]
         kw = dict(self.eval_kwargs)
@@ -63,6 +63,18 @@ class GatePlan:
         return write_baseline(results, self.baseline_path)
 
 
+def _is_results_file(path: Path) -> bool:
+    from .._files import load_json
+    from ..errors import BaselineError
+    from ..results import RESULTS_SCHEMA
+
+    try:
+        data = load_json(path, BaselineError, "baseline")
+    except BaselineError:
+        return False
+    return isinstance(data, dict) and data.get("schema") == RESULTS_SCHEMA
+
+
 def plan_gate(
     model: Any = None,
     *,
@@ -79,17 +91,20 @@ def plan_gate(
     cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     progress: bool | None = None,
+    weights: str | None = None,
 ) -> GatePlan:
     """Validate a whole gate run before any image is processed: thresholds, sets, model,
     baseline (and its protocol). Every problem is a UsageError naming the file and key, or a
     CheckpointError for an unloadable checkpoint.
 
     ``model``: a checkpoint path, an nn.Module, or ``"identity"``; ``predictions``: a folder of
-    saved outputs instead (see :func:`colorfid.evaluate.prediction_sets`). ``sets``: names or
-    folders (default: the file's ``stress_sets``, else all bundled sets).
+    saved outputs instead (see :func:`colorfid.evaluation.prediction_sets`). ``sets``: names or
+    folders (default: the file's ``stress_sets``, else all bundled sets). ``weights``: which
+    entry of a checkpoint to score (``"params_ema"``, the default, or ``"params"``; see
+    :func:`colorfid.evaluation.resolve_model`).
     """
-    from ..evaluate.sets import collect_sets, prediction_sets
-    from ..evaluate.source import resolve_model
+    from ..evaluation.sets import collect_sets, prediction_sets
+    from ..evaluation.source import resolve_model
 
     if (model is None) == (predictions is None):
         raise UsageError("give exactly one of a checkpoint/model or a predictions folder")
@@ -106,9 +121,9 @@ def plan_gate(
         stress_sets = prediction_sets(predictions, [str(s) for s in sets] if sets else None)
         source = resolve_model(None)
     else:
-        specs = sets if sets else (th.stress_sets or None)
+        specs = th.resolve_set_names(sets) if sets else (th.stress_sets or None)
         stress_sets = collect_sets(specs)
-        source = resolve_model(model, device=device)
+        source = resolve_model(model, device=device, weights=weights)
         for s in stress_sets:
             if s.kind != "lq" or any(p.lq is None for p in s.pairs):
                 raise StressSetError(f"stress set {s.name!r} ({s.root}) has no lq/ images to run the model on")
@@ -120,6 +135,11 @@ def plan_gate(
     bpath: Path | None = Path(baseline).expanduser() if baseline is not None else th.baseline
     if update_baseline and bpath is None:
         raise UsageError("--update-baseline needs a baseline path (--baseline / --colorfid-baseline or baseline = ... in the thresholds file)")
+    if update_baseline and bpath is not None and bpath.is_file() and _is_results_file(bpath):
+        raise UsageError(
+            f"--update-baseline would overwrite {str(bpath)!r}, a results file (it serves as a baseline as it is); "
+            "give the baseline to write another path"
+        )
     allow = th.allow_missing_baseline if allow_missing_baseline is None else bool(allow_missing_baseline)
     base = None
     if bpath is not None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .._format import sig
+from .._format import sig, signed
 from ..metrics import badness
-from ..results import Results
+from ..results import Results, stat_label
 from .verdicts import GateReport
 
 __all__ = ["format_report"]
@@ -18,14 +18,16 @@ def format_report(
     set_name: str | None = None,
     worst: bool = True,
 ) -> str:
-    """Plain-text tables: one per set (metric, stat, value, bound, baseline, Δ, verdict), then
-    for failing metrics the worst images (value and output file) when ``results`` is given."""
+    """Plain-text tables: one per set (metric, which statistic over the set's images in words,
+    value, bound, baseline, Δ, verdict), then for failing metrics the worst images (value and
+    output file) when ``results`` is given. Values are :func:`colorfid._format.sig`, as in the
+    report and the demo."""
     res = None
     if results is not None:
         res = results if isinstance(results, Results) else Results.from_dict(results)
     names = [set_name] if set_name is not None else report.sets
     lines: list[str] = []
-    head = ("metric", "stat", "value", "bound", "baseline", "Δ", "verdict")
+    head = ("metric", "statistic", "value", "bound", "baseline", "Δ", "verdict")
     for name in names:
         rows = [r for r in report.rows if r.set == name]
         ok = not any(r.failed for r in rows)
@@ -37,11 +39,11 @@ def format_report(
         table = [head] + [
             (
                 r.metric,
-                r.stat,
+                stat_label(r.stat),
                 sig(r.value),
                 r.bound or "-",
                 sig(r.baseline),
-                "-" if r.delta is None else (("+" if r.delta > 0 else "") + sig(r.delta)),
+                signed(r.delta),
                 r.verdict.upper() if r.failed else r.verdict,
             )
             for r in rows

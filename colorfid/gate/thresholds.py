@@ -14,7 +14,7 @@ from .._files import read_text
 from .._format import did_you_mean, sig
 from ..errors import ConfigError, StressSetError, UnknownNameError
 from ..metrics import get_metric
-from ..results import AGGREGATE_STATS, RECORDED_KEYS, effective_protocol
+from ..results import AGGREGATE_STATS, RECORDED_KEYS, STAT_ALIASES, canonical_stat, effective_protocol
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -121,11 +121,12 @@ def _check_entry(raw: Any, metric: str, key: str, source: str) -> dict[str, Any]
                 f"{source}: key '{key}.{k}': unknown bound key{did_you_mean(k, BOUND_KEYS)}; known: {', '.join(BOUND_KEYS)}"
             )
         if k == "stat":
-            if v not in AGGREGATE_STATS:
+            if v not in AGGREGATE_STATS and v not in STAT_ALIASES:
                 raise ConfigError(
                     f"{source}: key '{key}.stat': {v!r} is not one of {', '.join(AGGREGATE_STATS)}"
+                    f" (older name: {', '.join(f'{a} = {b}' for a, b in STAT_ALIASES.items())})"
                 )
-            entry[k] = v
+            entry[k] = canonical_stat(v)  # "p95" (the name before tail95) means tail95
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ConfigError(f"{source}: key '{key}.{k}': expected a number, got {v!r}")
@@ -202,6 +203,14 @@ class Thresholds:
 
     def stress_set_names(self) -> list[str]:
         return [Path(s).name if looks_like_path(s) else s for s in self.stress_sets]
+
+    def resolve_set_names(self, specs: Sequence[Any]) -> list[Any]:
+        """``specs`` (``--sets``: names or folders) with every name this file declares -- the
+        folder name of a ``stress_sets`` path -- replaced by that folder, so ``--sets my_photos``
+        runs ``stress_sets = ["./data/my_photos"]`` (and its ``[sets.my_photos]`` bounds) in eval,
+        pytest, report and training alike. Other entries (bundled names, folders) are unchanged."""
+        declared = {Path(s).name: s for s in self.stress_sets if Path(s).is_absolute()}
+        return [declared.get(s, s) if isinstance(s, str) and not looks_like_path(s) else s for s in specs]
 
     def bounds_for(self, set_name: str) -> dict[str, Bound]:
         """The entries that apply to ``set_name``: ``[defaults]`` merged with ``[sets.<name>]``."""

@@ -8,7 +8,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from .._format import did_you_mean, sig
 from ..errors import ColorfidError, ConfigError, StressSetError, UnknownNameError, UsageError
 from ..metrics import badness, get_metric
-from ..results import Results
+from ..results import Results, aggregate_label
 from .baseline import Baseline
 from .thresholds import Thresholds
 
@@ -40,6 +40,8 @@ class GateRow:
     direction: str = ""
     unit: str = ""
     limits: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: which statistic of which per-image metric ``value`` is, in words (results.aggregate_label)
+    label: str = ""
 
     @property
     def failed(self) -> bool:
@@ -177,6 +179,7 @@ def judge(
             row = GateRow(
                 set=name, metric=metric, stat=b.stat, value=value, bound=b.text(), baseline=base_v, delta=delta,
                 verdict="pass", key=b.key, direction=spec.direction, unit=spec.unit, limits=b.to_dict(),
+                label=aggregate_label(metric, b.stat),
             )
             if value is None:
                 bad = _nonfinite_images(sd)

@@ -54,6 +54,9 @@ def image_metrics(
       ``hc_chroma``; hue statistics further need GT C*ab >= ``hue_chroma_floor``.
     * ``sat_ratio`` and ``sat_ratio_hc`` use HSV S; ``brightness_ratio`` uses HSV V; ``psnr`` is over
       RGB with data range 1; ``ssim`` as :func:`~colorfid.metrics.ssim`.
+    * The whole-image ratios ``sat_ratio`` / ``brightness_ratio`` are NaN where the GT's mean S / V
+      is under ``protocol.ratio_floor`` (a near-grey / near-black GT); ``sat_diff`` /
+      ``brightness_diff`` (mean pred - mean GT) are always defined.
 
     Computed in ``dtype`` (float64, the reference precision, by default), in strips of pixels
     converted on the fly (bounded memory). Not differentiable.
@@ -127,13 +130,13 @@ def image_metrics(
             "de00_p99": de_all["p99"],
             "de00_max": de_all["max"],
             "de00_hc_p95": de_hc["p95"],
-            "sat_ratio": ratio(mean(sv.s_pred, n_px), mean(sv.s_gt, n_px)),
+            "sat_ratio": ratio(mean(sv.s_pred, n_px), mean(sv.s_gt, n_px), p.ratio_floor),
             "sat_ratio_hc": ratio(mean(sv.s_pred_hc, n_hc), mean(sv.s_gt_hc, n_hc)),
             "chroma_ratio_hc": ratio(mean(sv.c_pred_cc, sv.n_cc), mean(sv.c_gt_cc, sv.n_cc)),
             "hue_shift_hc_mean": hue["mean_abs"],
             "hue_shift_hc_p95": hue["p95"],
             "hue_drift_hc": hue["signed_mean"],
-            "brightness_ratio": ratio(mean(sv.v_pred, n_px), mean(sv.v_gt, n_px)),
+            "brightness_ratio": ratio(mean(sv.v_pred, n_px), mean(sv.v_gt, n_px), p.ratio_floor),
             "psnr": psnr_value,
             "ssim": ssim_value,
             "out_of_range_frac": float(health["out_of_range_frac"]),
@@ -141,6 +144,8 @@ def image_metrics(
             "grey_collapse": float(health["grey_collapse"]),
             "mean_saturation": float(health["mean_saturation"]),
             "hc_fraction": mean(n_hc, n_px),
+            "sat_diff": mean(sv.s_pred - sv.s_gt, n_px),
+            "brightness_diff": mean(sv.v_pred - sv.v_gt, n_px),
         }
     assert list(out) == list(METRICS), "image_metrics and METRICS out of step"
     return {k: float(v) for k, v in out.items()}

@@ -32,6 +32,16 @@ class MetricProtocol:
     low_color_min, low_color_critical:
         Mean HSV saturation of the prediction below these flags ``low`` / ``critical`` colour
         (defaults 0.10 and 0.04).
+    ratio_floor:
+        The whole-image ratios pred / GT of a mean -- ``sat_ratio`` (HSV S) and
+        ``brightness_ratio`` (HSV V), both in [0, 1] -- are defined only where the GT's mean is at
+        least this; below it they are NaN and the absolute differences ``sat_diff`` /
+        ``brightness_diff`` carry the information. On a near-grey GT (mean S 0.035) a prediction
+        0.015 more saturated reads "x1.43", a ratio of two near-zero means that looks like gross
+        over-saturation. Default 0.10: the line under which the protocol calls an image
+        low-colour (``low_color_min``); for V, a near-black image (mean max(R, G, B) < 26/255).
+        The ``*_hc`` ratios need no floor: their masks keep only GT pixels with S >=
+        ``hc_saturation`` (or C*ab >= ``hc_chroma``), so their denominators are at least that.
     worst_k:
         How many worst images reports and results list per set (default 3).
     """
@@ -42,6 +52,7 @@ class MetricProtocol:
     grey_tolerance: float = 0.02
     low_color_min: float = 0.10
     low_color_critical: float = 0.04
+    ratio_floor: float = 0.10
     worst_k: int = 3
 
     def __post_init__(self) -> None:
@@ -57,6 +68,8 @@ class MetricProtocol:
                 raise ConfigError(f"MetricProtocol.{f.name}: must be finite and >= 0, got {v!r}")
         if self.hc_saturation > 1:
             raise ConfigError(f"MetricProtocol.hc_saturation: HSV saturation lies in [0, 1], got {self.hc_saturation}")
+        if self.ratio_floor > 1:
+            raise ConfigError(f"MetricProtocol.ratio_floor: HSV S and V lie in [0, 1], got {self.ratio_floor}")
         if self.low_color_critical > self.low_color_min:
             raise ConfigError(
                 f"MetricProtocol: low_color_critical ({self.low_color_critical}) must not exceed "

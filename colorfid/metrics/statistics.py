@@ -174,7 +174,9 @@ def wmean(values: Tensor, w: Tensor | None) -> tuple[float, int]:
     return float(torch.where(sel, v * w, torch.zeros((), dtype=v.dtype, device=v.device)).sum() / w.sum()), n
 
 
-def ratio(num: float, den: float) -> float:
-    if math.isnan(num) or math.isnan(den) or den == 0:
+def ratio(num: float, den: float, floor: float = 0.0) -> float:
+    """``num / den``; NaN when either is NaN, ``den`` is 0 or ``den < floor`` (a denominator too
+    small for the ratio to mean anything, see ``MetricProtocol.ratio_floor``)."""
+    if math.isnan(num) or math.isnan(den) or den == 0 or den < floor:
         return NAN
     return num / den

@@ -8,7 +8,10 @@ with :class:`~colorfid.errors.UnsafeCheckpointError` before any of it runs.
 
 Layouts read (the first that applies):
 
-1. a dict holding ``param_key`` (default ``"params"``), BasicSR's layout;
+1. a dict holding ``param_key``, BasicSR's layout (:func:`load_model`, i.e. evaluation and
+   inference, asks for ``"params_ema"`` -- :data:`EVAL_PARAM_KEY`, the weights BasicSR's and
+   colorfid's trainers validate when EMA is on --; :func:`read_state_dict`, i.e. fine-tuning,
+   for ``"params"`` as BasicSR's ``param_key_g``);
 2. BasicSR's fallback: the other of ``"params"`` / ``"params_ema"`` when the one asked for
    is absent (BasicSR falls back from ``params_ema`` to ``params``; colorfid also the other way
    round, so ``--checkpoint`` works on EMA-only files), then ``"state_dict"``, ``"model"``,
@@ -39,7 +42,10 @@ from ..errors import CheckpointError, UnsafeCheckpointError, UsageError
 from .nafnet import NAFNet, NAFNetLocal
 
 __all__ = [
+    "EVAL_PARAM_KEY",
+    "WEIGHTS",
     "load_model",
+    "checkpoint_weights",
     "save_model",
     "read_state_dict",
     "file_sha256",
@@ -51,6 +57,11 @@ __all__ = [
 
 Factory = Union[str, Callable[[], nn.Module]]
 
+#: The entry evaluation reads by default: the EMA weights when the file has them (what a training
+#: with EMA validated: BasicSR's and colorfid's trainers), else ``params`` (the fallback below).
+EVAL_PARAM_KEY = "params_ema"
+#: The BasicSR entries a user picks between (``--weights``): EMA or raw weights.
+WEIGHTS = ("params_ema", "params")
 #: Keys tried, in order, after the ``param_key`` asked for.
 FALLBACK_KEYS: tuple[str, ...] = ("params", "params_ema", "state_dict", "model", "net_g")
 _PREFIXES: tuple[str, ...] = ("module.", "_orig_mod.")
@@ -164,27 +175,27 @@ def read_state_dict(
             top-level keys that were there).
     """
     p = Path(path)
-    raw = _load_raw(p)
-    used: str | None = None
+    sd, used = _select(_load_raw(p), param_key, p)
+    sd = _strip_prefixes(sd)
+    return (sd, used) if return_key else sd
+
+
+def _select(raw: Any, param_key: str | None, p: Path) -> tuple[Mapping[str, Tensor], str | None]:
+    """The state dict of a loaded checkpoint and the entry it came from (None: bare)."""
     if _is_state_dict(raw) and (param_key is None or param_key not in raw):
-        sd = raw
-    elif isinstance(raw, Mapping):
+        return raw, None
+    if isinstance(raw, Mapping):
         candidates = [param_key] if param_key is not None else []
         candidates += [k for k in FALLBACK_KEYS if k not in candidates]
         for key in candidates:
             if key in raw and _is_state_dict(raw[key]):
-                used, sd = key, raw[key]
-                break
-        else:
-            keys = [str(k) for k in raw.keys()]
-            raise CheckpointError(
-                f"{p}: no state dict found under {candidates} and the file is not a bare state "
-                f"dict; its top-level keys are: {_listing(keys) or '(none)'}"
-            )
-    else:
-        raise CheckpointError(f"{p}: expected a dict of tensors, found a {type(raw).__name__}")
-    sd = _strip_prefixes(sd)
-    return (sd, used) if return_key else sd
+                return raw[key], key
+        keys = [str(k) for k in raw.keys()]
+        raise CheckpointError(
+            f"{p}: no state dict found under {candidates} and the file is not a bare state "
+            f"dict; its top-level keys are: {_listing(keys) or '(none)'}"
+        )
+    raise CheckpointError(f"{p}: expected a dict of tensors, found a {type(raw).__name__}")
 
 
 def infer_nafnet_config(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
@@ -293,7 +304,7 @@ def resolve_factory(factory: Factory) -> Callable[[], nn.Module]:
 def load_model(
     path: str | os.PathLike[str],
     *,
-    param_key: str | None = "params",
+    param_key: str | None = EVAL_PARAM_KEY,
     device: str | torch.device | None = None,
     factory: Factory | None = None,
     tlc: bool | Mapping[str, Any] = False,
@@ -302,7 +313,9 @@ def load_model(
 
     Args:
         path: checkpoint file (see :func:`read_state_dict` for the layouts and the safety rule).
-        param_key: BasicSR entry to read (``"params"``; ``"params_ema"`` for EMA weights).
+        param_key: BasicSR entry to read: ``"params_ema"`` (default, :data:`EVAL_PARAM_KEY`: the
+            EMA weights a training validated; ``"params"`` when the file has none) or
+            ``"params"`` (the raw weights; ``"params_ema"`` when the file has only those).
         device: where the model goes; default CPU (checkpoints are always mapped to CPU first,
             so a CUDA-saved checkpoint loads on a machine without CUDA).
         factory: for architectures other than NAFNet, ``"package.module:function"`` or a
@@ -369,3 +382,21 @@ def save_model(model: nn.Module | Mapping[str, Tensor], path: str | os.PathLike[
     except (OSError, RuntimeError) as exc:
         raise CheckpointError(f"cannot save {p}: {exc}") from exc
     return p
+
+
+def checkpoint_weights(path: str | os.PathLike[str], param_key: str | None = EVAL_PARAM_KEY) -> dict[str, Any]:
+    """Which weights :func:`load_model` would read from ``path`` without building the model
+    (the file is memory-mapped where possible): ``{"weights": the entry ("params_ema",
+    "params", ...; None for a bare state dict or .safetensors), "train": the ``train`` record
+    colorfid's trainer stores ({"iter", "ema_decay"}) or None}``."""
+    p = Path(path)
+    if p.suffix.lower() == ".safetensors":
+        return {"weights": None, "train": None}
+    raw: Any = None
+    try:
+        raw = torch.load(p, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - legacy (non-zip) files cannot be mapped: read them whole
+        raw = _load_raw(p)
+    _, used = _select(raw, param_key, p)
+    train = raw.get("train") if isinstance(raw, Mapping) else None
+    return {"weights": used, "train": dict(train) if isinstance(train, Mapping) else None}

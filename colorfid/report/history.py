@@ -26,7 +26,7 @@ def history_record(results: Any, gate_report: Any = None) -> dict[str, Any]:
 
     Keys: ``schema`` (``"colorfid.history"``), ``schema_version`` (1), ``created`` (the results'
     creation time), ``recorded`` (now, ISO 8601 UTC), ``label``, ``step`` (from the checkpoint
-    name, or null), ``provenance``, ``protocol``, ``sets`` ({set: {metric: {mean, median, p95,
+    name, or null), ``provenance``, ``protocol``, ``sets`` ({set: {metric: {mean, median, tail95,
     worst, n}}}) and ``gate`` ({"passed", "rows"} or null).
     """
     data, _ = results_dict(results)

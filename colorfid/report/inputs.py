@@ -12,7 +12,8 @@ from .._files import load_json
 from .._format import finite
 from ..errors import ConfigError, UsageError
 
-__all__ = ["Run", "results_dict", "step_of", "label_of", "as_run", "as_base", "gate_dict", "resolve_path", "agg_stat"]
+__all__ = ["Run", "results_dict", "step_of", "label_of", "as_run", "as_base", "gate_dict", "resolve_path", "agg_stat",
+           "agg_value"]
 
 _STEP_RE = re.compile(r"(\d+)(?!.*\d)")
 
@@ -39,7 +40,7 @@ class Run:
 def results_dict(obj: Any, what: str = "results") -> tuple[dict[str, Any], Path | None]:
     """A Results object, a schema-v1 dict or a path to a results JSON -> (dict, source path).
 
-    Validated with :meth:`colorfid.evaluate.Results.from_dict` (ConfigError naming the key).
+    Validated with :meth:`colorfid.evaluation.Results.from_dict` (ConfigError naming the key).
     """
     from ..results import Results  # noqa: PLC0415
 
@@ -142,7 +143,21 @@ def resolve_path(p: Any, run: Run | None) -> Path | None:
     return path
 
 
+def agg_value(a: Any, stat: str) -> float | None:
+    """The ``stat`` of one metric's aggregates (a dict of stats, or a bare number); the older
+    stat names of history lines and baselines (``p95``) read as their current ones."""
+    if not isinstance(a, Mapping):
+        return finite(a)
+    from ..results import canonical_stat  # noqa: PLC0415
+
+    want = canonical_stat(stat)
+    for k, v in a.items():
+        if canonical_stat(str(k)) == want:
+            return finite(v)
+    return None
+
+
 def agg_stat(data: Mapping[str, Any], set_name: str, metric: str, stat: str) -> float | None:
     s = (data.get("sets") or {}).get(set_name) or {}
     a = (s.get("aggregate") or {}).get(metric) or {}
-    return finite(a.get(stat)) if isinstance(a, Mapping) else finite(a)
+    return agg_value(a, stat)

@@ -99,13 +99,14 @@ def compute_maps(pred: Any, gt: Any, hue_floor: float) -> Maps:
     import torch  # noqa: PLC0415
 
     from .. import color, difference, metrics  # noqa: PLC0415
+    from .._threads import limited as limited_threads  # noqa: PLC0415
 
     pred = pred.float().clamp(0.0, 1.0)
     gt = gt.float().clamp(0.0, 1.0)
     h, w = gt.shape[-2:]
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("de", "L", "C", "dh", "sp", "sg")}
     rows = max(1, _MAP_CHUNK_PIXELS // max(1, w))  # bounded memory on large images; exact
-    with torch.no_grad():
+    with torch.no_grad(), limited_threads(h * w):
         for y0 in range(0, h, rows):
             p, g = pred[:, y0 : y0 + rows], gt[:, y0 : y0 + rows]
             lab_p, lab_g = color.srgb_to_lab(p), color.srgb_to_lab(g)

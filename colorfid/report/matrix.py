@@ -6,9 +6,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from .._format import finite, fixed
+from .._format import finite, sig, signed
 from ..metrics import METRICS
-from .inputs import Run, agg_stat
+from ..results import canonical_stat, stat_label
+from .inputs import Run, agg_stat, agg_value
 from .numbers import bound_lines, delta_class, direction_of, direction_text
 from .svg import trend_svg
 
@@ -57,12 +58,15 @@ def build_matrix(
             if delta is None and finite(value) is not None and finite(baseline) is not None:
                 delta = finite(value) - finite(baseline)  # type: ignore[operator]
             verdict = str(r.get("verdict"))
+            stat = canonical_stat(str(r.get("stat") or "mean"))
             cells[(sname, mname)] = {
-                "value": fixed(value),
-                "stat": r.get("stat") or "",
+                "metric": mname,
+                "value": sig(finite(value)),
+                "stat": stat,
+                "stat_label": stat_label(stat),
                 "bound": "" if r.get("bound") in (None, "") else str(r.get("bound")),
-                "baseline": fixed(baseline) if finite(baseline) is not None else "",
-                "delta": fixed(delta, signed=True) if delta is not None else "",
+                "baseline": sig(finite(baseline)) if finite(baseline) is not None else "",
+                "delta": signed(delta) if delta is not None else "",
                 "delta_class": delta_class(value, baseline, mname),
                 "verdict": verdict,
                 "verdict_text": _VERDICT_TEXT.get(verdict, verdict),
@@ -81,11 +85,13 @@ def build_matrix(
                 baseline = agg_stat(base.data, sname, mname, "mean") if base is not None else None
                 delta = value - baseline if value is not None and baseline is not None else None
                 cells[(sname, mname)] = {
-                    "value": fixed(value),
+                    "metric": mname,
+                    "value": sig(value),
                     "stat": "mean",
+                    "stat_label": stat_label("mean"),
                     "bound": "",
-                    "baseline": fixed(baseline) if baseline is not None else "",
-                    "delta": fixed(delta, signed=True) if delta is not None else "",
+                    "baseline": sig(baseline) if baseline is not None else "",
+                    "delta": signed(delta) if delta is not None else "",
                     "delta_class": delta_class(value, baseline, mname),
                     "verdict": "",
                     "verdict_text": "",
@@ -106,6 +112,7 @@ def build_matrix(
         cols.append(
             {
                 "name": m,
+                "title": spec.title if spec is not None else m,
                 "unit": getattr(spec, "unit", "") if spec is not None else "",
                 "description": getattr(spec, "description", "") if spec is not None else "",
                 "direction": direction_text(m),
@@ -171,11 +178,11 @@ def build_trends(
         plots = []
         for m in metric_names:
             row = rows_by_key.get((sname, m))
-            stat = str((row or {}).get("stat") or "mean")
+            stat = canonical_stat(str((row or {}).get("stat") or "mean"))
             ys = []
             for p in points:
                 a = (p.sets.get(sname) or {}).get(m)
-                ys.append(finite(a.get(stat)) if isinstance(a, Mapping) else finite(a))
+                ys.append(agg_value(a, stat))
             if all(y is None for y in ys):
                 continue
             bounds = bound_lines((row or {}).get("limits") or (row or {}).get("bound"))
@@ -184,8 +191,9 @@ def build_trends(
                 baseline = agg_stat(base.data, sname, m, stat)
             direction, target = direction_of(m)
             dtext = {"lower": "↓ better", "higher": "↑ better"}.get(direction, f"→ {target if target is not None else 1:g} best")
-            title = f"{sname} · {m} ({stat})"
-            plots.append({"metric": m, "stat": stat, "svg": trend_svg(title, xs, xlabels, ys, bounds, baseline, dtext)})
+            title = f"{sname} · {m} ({stat_label(stat)})"
+            plots.append({"metric": m, "stat": stat, "stat_label": stat_label(stat),
+                          "svg": trend_svg(title, xs, xlabels, ys, bounds, baseline, dtext)})
         if plots:
             out.append({"set": sname, "plots": plots})
     return out

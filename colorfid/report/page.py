@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from .._files import atomic_write_text, json_default, utc_now
-from .._format import fixed
+from .._format import finite, sig
 from .._version import __version__
 from ..errors import ColorfidWarning, ConfigError, UsageError
 from ..metrics import get_metric
 from .cards import Card, build_cards, card_flags, encode_cards, slug, worst_first
 from .history import load_history
-from .inputs import Run, as_base, as_run, gate_dict
+from ..results import AGGREGATE_STATS, stat_label
+from .inputs import Run, agg_value, as_base, as_run, gate_dict
 from .maps import DE00_SCALE, HUE_SCALE, SAT_MAP_MIN_GT, SAT_SCALE
 from .matrix import build_matrix, build_trends, trend_points
 from .numbers import direction_text
@@ -61,7 +62,7 @@ def _env() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["fmt"] = fixed
+    env.filters["fmt"] = lambda v: sig(finite(v))
     env.filters["slug"] = slug
     return env
 
@@ -111,7 +112,7 @@ def write_report(
     Parameters
     ----------
     results:
-        One ``colorfid.evaluate.Results`` (or its schema-v1 dict, or the path of a saved results
+        One ``colorfid.evaluation.Results`` (or its schema-v1 dict, or the path of a saved results
         JSON), or a list of them for several checkpoints, oldest first. The last one is the
         checkpoint shown in detail; all of them feed the trend plots.
     out_dir:
@@ -196,7 +197,7 @@ def write_report(
                 {
                     "name": str(im.get("name")),
                     "size": f"{im.get('width', '?')}×{im.get('height', '?')}",
-                    "cells": [fixed(m.get(c)) for c in table_cols],
+                    "cells": [sig(finite(m.get(c))) for c in table_cols],
                     "flags": card_flags(m, set_protocol),
                 }
             )
@@ -209,7 +210,8 @@ def write_report(
                 "path": s.get("path") or "",
                 "kind": s.get("kind") or "",
                 "n": len(images),
-                "agg": {k: fixed(agg.get(k)) for k in ("mean", "median", "p95", "worst")} if isinstance(agg, Mapping) else {},
+                "agg": {k: sig(agg_value(agg, k)) for k in AGGREGATE_STATS} if isinstance(agg, Mapping) else {},
+                "agg_labels": {k: stat_label(k) for k in AGGREGATE_STATS},
                 "cards": cards,
                 "table_cols": table_cols,
                 "table_rows": rows,

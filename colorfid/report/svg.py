@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
-from .._format import fixed
+from .._format import sig
 from .maps import CMAPS, DE00_SCALE, HUE_SCALE, SAT_SCALE
 
 __all__ = ["Ids", "esc", "colorbar", "trend_svg"]
@@ -116,11 +116,11 @@ def trend_svg(
     def py(y: float) -> float:
         return T + (hi - y) / (hi - lo) * (H - T - B)
 
-    desc = "; ".join(f"{xl}: {fixed(y)}" for xl, y in zip(xlabels, ys))
+    desc = "; ".join(f"{xl}: {sig(y)}" for xl, y in zip(xlabels, ys))
     if bounds:
-        desc += "; bound " + " / ".join(fixed(b) for b in bounds)
+        desc += "; bound " + " / ".join(sig(b) for b in bounds)
     if baseline is not None:
-        desc += f"; baseline {fixed(baseline)}"
+        desc += f"; baseline {sig(baseline)}"
     p = [
         f'<svg class="trend" viewBox="0 0 {W:.0f} {H:.0f}" role="img" aria-label="{esc(title)}: {esc(desc)}">',
         f"<title>{esc(title)}</title>",
@@ -150,7 +150,7 @@ def trend_svg(
             p.append(f'<polyline points="{" ".join(s)}" class="line"/>')
     for x, y in zip(xs, ys):
         if y is not None:
-            p.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" class="pt"><title>{esc(fixed(y))}</title></circle>')
+            p.append(f'<circle cx="{px(x):.1f}" cy="{py(y):.1f}" r="3" class="pt"><title>{esc(sig(y))}</title></circle>')
     legend_y = H - 8
     p.append(f'<line x1="{L}" x2="{L + 16}" y1="{legend_y - 3}" y2="{legend_y - 3}" class="bound"/>')
     p.append(f'<text x="{L + 20}" y="{legend_y}">bound</text>')

@@ -63,7 +63,7 @@ def setup_logging(tr: Any) -> None:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             warnings.warn("logger.use_tb_logger is true but tensorboard is not installed "
-                          "(pip install tensorboard); no TensorBoard scalars are written", ColorfidWarning,
+                          "(pip install 'colorfid[tb]'); no TensorBoard scalars are written", ColorfidWarning,
                           stacklevel=3)
         else:
             tr.tb = SummaryWriter(log_dir=str(tr.root / "tb_logger"))

@@ -49,7 +49,9 @@ restarts, restart_weights)}`` [null = constant], ``total_iter`` (required), ``wa
 [-1 = none], ``pixel_opt`` and any other ``<name>_opt`` loss ``{type, loss_weight, ...}``,
 ``loss_schedule`` (a mapping handed to colorfid.losses' schedule), ``grad_clip_norm`` [null = no
 clipping], ``grad_clip_norm_type`` [2.0], ``use_grad_clip`` (NAFNet's flag; true needs an explicit
-``grad_clip_norm``), ``ema_decay`` [0 = off], ``amp`` [auto: bf16 on CUDA, off on CPU | bf16 |
+``grad_clip_norm``), ``ema_decay`` [0 = off], ``scale_schedule`` [false: a ``total_iter`` shorter
+than the scheduler's length or a loss-schedule stage start only warns; true: the schedule is
+scaled to ``total_iter``, see :func:`colorfid.train.schedulers.fit_schedule`], ``amp`` [auto: bf16 on CUDA, off on CPU | bf16 |
 fp16 | off], ``channels_last`` [auto: on CUDA], ``max_nonfinite_steps`` [10].
 
 ``val``: ``val_freq`` [null = only at the end], ``sets`` (bundled stress-set names or folders),
@@ -475,6 +477,7 @@ def _parse_train(ctx: _Ctx, value: Any) -> dict:
     if use_clip is False:
         out["grad_clip_norm"] = None
     out["ema_decay"] = sec.get("ema_decay", _float(0.0, 1.0, hi_open=True), 0.0)
+    out["scale_schedule"] = sec.get("scale_schedule", _bool, False)
     out["amp"] = sec.get("amp", _str(_AMP_CHOICES), "auto")
     cl = sec.raw("channels_last", "auto")
     if cl is None:

@@ -11,7 +11,8 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from ..errors import ConfigError, UnknownNameError
 
-__all__ = ["CosineAnnealingRestartLR", "TrueCosineAnnealingLR", "MultiStepRestartLR", "build_scheduler"]
+__all__ = ["CosineAnnealingRestartLR", "TrueCosineAnnealingLR", "MultiStepRestartLR", "build_scheduler",
+           "fit_schedule"]
 
 
 class _ClosedFormLR(LRScheduler):
@@ -133,3 +134,81 @@ def build_scheduler(optimizer: torch.optim.Optimizer, spec: Mapping[str, Any] | 
                                   spec.get("restart_weights", ()))
     raise UnknownNameError(f"train.scheduler.type: unknown {kind!r}; known: CosineAnnealingRestartLR, "
                            "TrueCosineAnnealingLR, MultiStepLR, MultiStepRestartLR")
+
+
+def _positions(train: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """Iterations at which the schedule of a normalised ``train`` section changes course."""
+    pos: list[tuple[str, int]] = []
+    sch = train.get("scheduler") or {}
+    if sch.get("type") == "TrueCosineAnnealingLR":
+        pos.append(("scheduler.T_max", int(sch["T_max"])))
+    elif sch.get("type") == "CosineAnnealingRestartLR":
+        ends = [sum(sch["periods"][: i + 1]) for i in range(len(sch["periods"]))]
+        pos += [(f"scheduler.periods[{i}] (ends at {e})", e) for i, e in enumerate(ends)]
+    elif sch.get("type") in ("MultiStepLR", "MultiStepRestartLR"):
+        pos += [(f"scheduler.milestones[{i}]", int(m)) for i, m in enumerate(sch.get("milestones") or [])]
+    stages = ((train.get("loss_schedule") or {}).get("stages")) or []
+    for i, st in enumerate(stages):
+        if isinstance(st, Mapping) and isinstance(st.get("start"), int) and st["start"] > 0:
+            pos.append((f"loss_schedule.stages[{i}].start", st["start"]))
+    if train.get("warmup_iter"):
+        pos.append(("warmup_iter", int(train["warmup_iter"])))
+    return pos
+
+
+def _scaled(v: int, f: float, lo: int = 0) -> int:
+    return max(lo, int(round(v * f)))
+
+
+def fit_schedule(train: dict[str, Any], *, scale: bool = False, source: str = "options") -> list[str]:
+    """Check a normalised ``train`` section's schedule against ``total_iter``; return warnings.
+
+    A ``total_iter`` shorter than the cosine scheduler's length (``T_max``, the periods' ends), a
+    milestone, a loss-schedule stage start or ``warmup_iter`` means the run ends before that part
+    of the schedule happens (the rate never anneals, a stage's loss terms never switch on). Without
+    ``scale`` each such position is named in the returned warning. With ``scale`` the schedule is
+    scaled in place by ``f = total_iter / L``, ``L`` the cosine scheduler's length (``T_max`` or
+    the sum of ``periods``): ``T_max`` / periods (summing to ``total_iter``), milestones, stage
+    starts and warm-ups, ``warmup_iter`` -- the shape of the schedule kept on the shorter run; a
+    schedule without a cosine scheduler has no length to scale from (ConfigError).
+    """
+    total = int(train["total_iter"])
+    late = [(k, v) for k, v in _positions(train) if v > total]
+    if not late:
+        return []
+    where = ", ".join(f"train.{k} = {v}" for k, v in late)
+    if not scale:
+        return [f"{source}: train.total_iter ({total}) ends before {where}: that part of the schedule never happens "
+                "(the learning rate does not anneal, a loss-schedule stage does not start); scale the schedule to "
+                "total_iter with --scale-schedule (train.scale_schedule: true) or shorten it"]
+    sch = train.get("scheduler") or {}
+    if sch.get("type") == "TrueCosineAnnealingLR":
+        length = int(sch["T_max"])
+    elif sch.get("type") == "CosineAnnealingRestartLR":
+        length = sum(int(p) for p in sch["periods"])
+    else:
+        raise ConfigError(f"{source}: train.scale_schedule: the schedule has no length to scale from (no cosine "
+                          f"scheduler); shorten {where} by hand")
+    f = total / length
+    if sch.get("type") == "TrueCosineAnnealingLR":
+        sch["T_max"] = total
+    else:
+        periods = [_scaled(p, f, 1) for p in sch["periods"]]
+        periods[-1] = max(1, total - sum(periods[:-1]))
+        sch["periods"] = periods
+    stages = ((train.get("loss_schedule") or {}).get("stages")) or []
+    prev = 0
+    for i, st in enumerate(stages):
+        if not isinstance(st, Mapping) or i == 0:
+            continue
+        st["start"] = max(prev + 1, _scaled(int(st["start"]), f))
+        prev = st["start"]
+        w = st.get("warmup")
+        if isinstance(w, int) and not isinstance(w, bool):
+            st["warmup"] = _scaled(w, f)
+        elif isinstance(w, Mapping):
+            st["warmup"] = {k: _scaled(int(v), f) for k, v in w.items()}
+    if train.get("warmup_iter"):
+        train["warmup_iter"] = _scaled(int(train["warmup_iter"]), f)
+    return [f"{source}: schedule scaled by {f:.4g} to train.total_iter ({total}) from its length {length} "
+            f"(train.scale_schedule): was {where}"]

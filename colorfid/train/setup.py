@@ -156,10 +156,13 @@ def build_validation(opt: Mapping[str, Any], root: Path, has_ema: bool) -> Valid
     val = Validation()
     if v is None:
         return val
+    if v["gate"] is not False:
+        val.thresholds = load_gate_thresholds(v["gate"], opt["source"])
     if v["sets"]:
         from ..stress import resolve_sets
 
-        val.sets.extend(resolve_sets(v["sets"]))
+        specs = list(v["sets"]) if val.thresholds is None else val.thresholds.resolve_set_names(v["sets"])
+        val.sets.extend(resolve_sets(specs))
     for key, d in opt["datasets"]["val"].items():
         val.sets.append(val_set_from_dataset(opt, root, key, d, val.inputs_to_make))
     names = [s.name for s in val.sets]
@@ -173,8 +176,6 @@ def build_validation(opt: Mapping[str, Any], root: Path, has_ema: bool) -> Valid
             get_metric(m)
         except UnknownNameError as exc:
             raise UnknownNameError(f"{opt['source']}: val.best_metrics[{i}]: {exc}") from None
-    if v["gate"] is not False:
-        val.thresholds = load_gate_thresholds(v["gate"], opt["source"])
     val.use_ema = has_ema if v["use_ema"] == "auto" else bool(v["use_ema"])
     if val.use_ema and not has_ema:
         raise ConfigError(f"{opt['source']}: val.use_ema is true but train.ema_decay is 0 (no EMA)")

@@ -8,7 +8,7 @@ losses in float32, backward, gradient norm (clipped when ``grad_clip_norm`` is s
 non-finite guard, optimiser step, EMA update. Every ``print_freq`` iterations a log line with
 every loss component, the learning rate and it/s; every ``save_checkpoint_freq`` iterations
 ``models/net_g_{t}.pth`` and ``training_states/{t}.state``; every ``val_freq`` iterations a
-validation with :func:`colorfid.evaluate.evaluate` and :func:`colorfid.gate.judge`.
+validation with :func:`colorfid.evaluation.evaluate` and :func:`colorfid.gate.judge`.
 
 Checkpoints: ``models/net_g_{t}.pth`` in BasicSR's layout, ``{"params": state_dict}`` (plus
 ``"params_ema"``), keys without ``module.`` (the official NAFNet code loads it with
@@ -53,7 +53,7 @@ from ..losses.pixel import CharbonnierLoss, L1Loss, MSELoss, PSNRLoss
 from .ema import ModelEMA
 from .log import log_step, logger, setup_logging, teardown_logging
 from .options import load_options, options_to_yaml_dict
-from .schedulers import CosineAnnealingRestartLR, MultiStepRestartLR, TrueCosineAnnealingLR, build_scheduler
+from .schedulers import CosineAnnealingRestartLR, MultiStepRestartLR, TrueCosineAnnealingLR, build_scheduler, fit_schedule
 from .setup import (
     build_loss, build_losses, build_network, build_optimizer, build_validation, known_losses, load_pretrained, loss_label,
     prepare_experiment_dir,
@@ -102,6 +102,9 @@ class Trainer:
         device: ``"cpu"``, ``"cuda"``...; default: this process's GPU if there is one, else CPU.
         progress: tqdm bar (None: on a terminal only, rank 0).
         model: an ``nn.Module`` to train instead of building ``network_g`` (tests, custom nets).
+        scale_schedule: scale the learning-rate and loss schedules to ``train.total_iter`` when it
+            is shorter than them (overrides ``train.scale_schedule``; see
+            :func:`colorfid.train.schedulers.fit_schedule`); otherwise such a run only warns.
 
     Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is initialised here (NCCL on GPUs,
     gloo on CPU, or ``dist_params.backend``) unless it already is.
@@ -110,7 +113,7 @@ class Trainer:
     def __init__(self, opt: Mapping[str, Any] | str | os.PathLike, *, resume: str | os.PathLike | None = None,
                  auto_resume: bool | None = None, finetune: str | os.PathLike | None = None,
                  device: str | torch.device | None = None, progress: bool | None = None,
-                 model: nn.Module | None = None) -> None:
+                 model: nn.Module | None = None, scale_schedule: bool | None = None) -> None:
         if not isinstance(opt, Mapping):
             opt = load_options(opt)
         elif "unknown_keys" not in opt:  # a raw mapping (as from YAML), not yet validated
@@ -135,6 +138,12 @@ class Trainer:
         self._init_distributed(device)
         self.device = self._pick_device(device)
         tr = o["train"]
+        scale = tr.get("scale_schedule", False) if scale_schedule is None else bool(scale_schedule)
+        self.schedule_notes: list[str] = fit_schedule(tr, scale=scale, source=str(o["source"]))
+        self.schedule_scaled = scale and bool(self.schedule_notes)
+        if not scale:
+            for note in self.schedule_notes:
+                warnings.warn(note, ColorfidWarning, stacklevel=2)
         self.total_iter: int = tr["total_iter"]
         self.root: Path = paths["experiments_root"]
         self.models_dir: Path = paths["models"]
@@ -486,11 +495,14 @@ class Trainer:
         return net_path, state_path
 
     def save_network(self, path: Path | None = None) -> Path:
-        """BasicSR layout ``{'params': ..., 'params_ema': ...}`` (rank 0 only)."""
+        """BasicSR layout ``{'params': ..., 'params_ema': ...}`` (rank 0 only); with EMA also
+        ``'train': {'iter', 'ema_decay'}``, so that an evaluation of the EMA weights can tell how
+        many iterations they averaged (BasicSR and the official code read only their entry)."""
         path = path or self.models_dir / f"net_g_{self.iteration}.pth"
         obj: dict[str, Any] = {"params": {k: v.detach().cpu() for k, v in unwrap(self.net).state_dict().items()}}
         if self.ema is not None:
             obj["params_ema"] = {k: v.detach().cpu() for k, v in self.ema.state_dict().items()}
+            obj["train"] = {"iter": int(self.iteration), "ema_decay": float(self.ema.decay)}
         atomic_torch_save(obj, path)
         self.last_checkpoint = path
         return path
@@ -509,6 +521,14 @@ class Trainer:
         from tqdm.auto import tqdm
 
         start_time = time.perf_counter()
+        if self.resume_path is not None and self.iteration >= self.total_iter:
+            if self.is_main:
+                print(f"colorfid train {self.opt['name']}: nothing to do: {self.resume_path} is at iteration "
+                      f"{self.iteration} and train.total_iter is {self.total_iter} (raise total_iter to train on)",
+                      file=sys.stderr)
+            return TrainSummary(iteration=self.iteration, epoch=self.epoch, experiments_root=self.root,
+                                last_checkpoint=None, last_state=self.resume_path, skipped_steps=self.skipped_total,
+                                best=dict(self.best), history=[], seconds=time.perf_counter() - start_time)
         self._archived: Path | None = prepare_experiment_dir(self)
         if self.world_size > 1:
             dist.barrier()
@@ -529,12 +549,21 @@ class Trainer:
                             self.batch_size)
                 if self.pending_log:
                     logger.info(self.pending_log)
+                for note in self.schedule_notes if self.schedule_scaled else []:
+                    logger.info(note)
                 if self.val_sets:
                     gate_src = "none (val.gate: false or no thresholds file found)" if self.thresholds is None \
                         else self.thresholds.source
                     logger.info("validation: %d set(s) (%s), %s weights, gate thresholds: %s", len(self.val_sets),
-                                ", ".join(s.name for s in self.val_sets), "EMA" if self.val_use_ema else "raw",
-                                gate_src)
+                                ", ".join(s.name for s in self.val_sets),
+                                "EMA (params_ema, what colorfid eval scores by default)" if self.val_use_ema
+                                else "raw (params; colorfid eval --weights params)", gate_src)
+                if self.ema is not None and self.total_iter < 1.0 / (1.0 - self.ema.decay):
+                    logger.warning(
+                        "train.ema_decay %g averages over ~%.0f iterations but total_iter is %d: the EMA weights "
+                        "(params_ema%s) stay close to the initial weights for the whole run; lower ema_decay (e.g. "
+                        "1 - 10 / total_iter) or set it to 0", self.ema.decay, 1.0 / (1.0 - self.ema.decay),
+                        self.total_iter, ", what validation and colorfid eval score" if self.val_use_ema else "")
             show = self.progress if self.progress is not None else sys.stderr.isatty()
             self.bar = tqdm(total=self.total_iter, initial=self.iteration, desc=o["name"], unit="it",
                              disable=not (show and self.is_main), dynamic_ncols=True, file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Validation during training: the gate's own path (:func:`colorfid.evaluate.evaluate` +
+"""Validation during training: the gate's own path (:func:`colorfid.evaluation.evaluate` +
 :func:`colorfid.gate.judge`), sharded across DDP ranks, with best-metric records, history and
 reports."""
 
@@ -29,7 +29,7 @@ def validate(tr: Any) -> dict[str, Any] | None:
     Returns a summary dict on rank 0 (None elsewhere or without validation sets)."""
     if not tr.val_sets:
         return None
-    from ..evaluate import evaluate
+    from ..evaluation import evaluate
 
     v = tr.opt["val"]
     model = tr.ema.module if tr.val_use_ema else unwrap(tr.net)
@@ -41,6 +41,11 @@ def validate(tr: Any) -> dict[str, Any] | None:
         sets = [dataclasses.replace(s, pairs=list(s.pairs)[tr.rank::tr.world_size]) for s in tr.val_sets]
         sets = [s for s in sets if s.pairs]
     t0 = time.perf_counter()
+    bar = getattr(tr, "bar", None)
+    postfix = getattr(bar, "postfix", None)
+    if bar is not None:  # the progress bar says what the pause is
+        bar.set_postfix_str(f"validating {len(tr.val_sets)} set(s) ({'EMA' if tr.val_use_ema else 'raw'} weights)",
+                            refresh=True)
     part = None
     if sets:
         part = evaluate(model, sets, protocol=None if tr.thresholds is None else
@@ -49,6 +54,8 @@ def validate(tr: Any) -> dict[str, Any] | None:
                         cache_key=key, progress=False)
     model.train(was_training)
     unwrap(tr.net).train()  # evaluate() leaves the module it ran in eval mode
+    if bar is not None:
+        bar.set_postfix_str(postfix or "", refresh=True)
     if tr.world_size > 1:
         parts: list[Any] = [None] * tr.world_size
         dist.all_gather_object(parts, None if part is None else part.to_dict())
@@ -82,6 +89,8 @@ def record_validation(tr: Any, results: Any, gate_report: Any, secs: float) -> d
     val_dir.mkdir(parents=True, exist_ok=True)
     results.provenance["checkpoint"] = str(tr.models_dir / f"net_g_{it}.pth")
     results.provenance["model"] = f"{tr.opt['name']}@{it}{' (EMA)' if tr.val_use_ema else ''}"
+    # the entry of net_g_{it}.pth these numbers score (colorfid eval --checkpoint reads the same)
+    results.provenance["weights"] = "params_ema" if tr.val_use_ema else "params"
     results.save(val_dir / f"results_{it}.json")
     new_best = []
     values: dict[str, float | None] = {}
@@ -99,7 +108,8 @@ def record_validation(tr: Any, results: Any, gate_report: Any, secs: float) -> d
             old = tr.best.get(k)
             if old is None or score < old["score"]:
                 tr.best[k] = {"value": value, "score": score, "iter": it, "stat": "mean",
-                              "checkpoint": str(tr.models_dir / f"net_g_{it}.pth"), "ema": tr.val_use_ema}
+                              "checkpoint": str(tr.models_dir / f"net_g_{it}.pth"), "ema": tr.val_use_ema,
+                              "weights": "params_ema" if tr.val_use_ema else "params"}
                 new_best.append(k)
     if new_best and not (tr.models_dir / f"net_g_{it}.pth").exists():
         tr.save_network()  # the best checkpoint must exist on disk
@@ -137,10 +147,7 @@ def record_validation(tr: Any, results: Any, gate_report: Any, secs: float) -> d
     tr.history.append(rec)
     with open(tr.root / "val_log.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps(plain(rec)) + "\n")
-    shown = ", ".join(f"{k} {short(x)}" for k, x in values.items())
-    gate_txt = "" if passed is None else (" gate: PASS" if passed else f" gate: FAIL ({'; '.join(failing[:6])})")
-    logger.info("validation @ iter %d (%.1fs): %s%s%s", it, secs, shown, gate_txt,
-                f"; new best: {', '.join(new_best)}" if new_best else "")
+    logger.info("%s", validation_table(tr, results, gate_report, values, secs, new_best))
     if tr.tb is not None:
         for k, x in values.items():
             if x is not None:
@@ -148,6 +155,35 @@ def record_validation(tr: Any, results: Any, gate_report: Any, secs: float) -> d
         if passed is not None:
             tr.tb.add_scalar("val/gate_passed", float(passed), it)
     return rec
+
+
+def validation_table(tr: Any, results: Any, gate_report: Any, values: Mapping[str, Any], secs: float,
+                     new_best: Sequence[str]) -> str:
+    """The log's validation record: one line per set, a column per ``val.best_metrics`` entry
+    (mean over images, the value ``best.json`` tracks, formatted as everywhere else), and the
+    set's gate verdict naming its failing metrics."""
+    from .._format import sig
+    from ..results import stat_label
+
+    metrics = list(tr.opt["val"]["best_metrics"])
+    head = ["set", *metrics, "gate"]
+    rows = [head]
+    for name in results.set_names:
+        verdict = "-"
+        if gate_report is not None:
+            fails = [r.metric + ("↓" if r.verdict == "fail_regression" else "")
+                     for r in gate_report.rows if r.set == name and r.failed]
+            verdict = "PASS" if not fails else "FAIL " + ", ".join(fails)
+        rows.append([name, *[sig(values.get(f"{name}/{m}")) for m in metrics], verdict])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head) - 1)]
+    weights = "EMA weights, params_ema" if tr.val_use_ema else "raw weights, params"
+    lines = [f"validation @ iter {tr.iteration} ({secs:.1f} s, {weights}; {stat_label('mean')}):"]
+    for r in rows:
+        cells = [r[0].ljust(widths[0])] + [c.rjust(widths[i + 1]) for i, c in enumerate(r[1:-1])] + [r[-1]]
+        lines.append("  " + "  ".join(cells))
+    if new_best:
+        lines.append(f"  new best: {', '.join(new_best)}")
+    return "\n".join(lines)
 
 
 def merge_shards(parts: Sequence[Mapping[str, Any]], sets: Sequence[Any]) -> Any:

@@ -1,4 +1,4 @@
-"""Tests of colorfid.evaluate: results schema, aggregates, output cache, predictions mode.
+"""Tests of colorfid.evaluation: results schema, aggregates, output cache, predictions mode.
 
 Oracles: per-image metrics are compared with colorfid.metrics.image_metrics called directly on
 the same pixels (evaluate only orchestrates); aggregates with numpy on the per-image values;
@@ -18,7 +18,7 @@ from PIL import Image
 from torch import nn
 
 from colorfid.errors import CheckpointError, ConfigError, ShapeError, StressSetError, UnknownNameError
-from colorfid.evaluate import (
+from colorfid.evaluation import (
     AGGREGATE_STATS,
     PSNR_CAP_DB,
     IdentityModel,
@@ -84,10 +84,10 @@ def test_results_schema_v1_and_json_roundtrip(lq_set, tmp_path):
     r = evaluate("identity", [lq_set], cache_dir=tmp_path / "c", progress=False)
     d = r.to_dict()
     text = json.dumps(d, allow_nan=False)  # plain types, no NaN
-    assert d["schema"] == "colorfid.results" and d["schema_version"] == 1
+    assert d["schema"] == "colorfid.results" and d["schema_version"] == 2 and d["aggregate_stats"]["tail95"] == "95 % of images at least this good"
     assert set(d["provenance"]) >= {"model", "checkpoint", "checkpoint_sha256", "colorfid_version", "torch_version",
                                     "device", "dtype", "tile", "overlap"}
-    assert d["protocol"]["metrics_version"] == 1 and "CIEDE2000" in d["protocol"]["color_pipeline"]
+    assert d["protocol"]["metrics_version"] == 2 and "CIEDE2000" in d["protocol"]["color_pipeline"]
     s = d["sets"]["walls"]
     assert set(s) >= {"path", "kind", "description", "images", "aggregate", "worst"}
     assert [im["name"] for im in s["images"]] == ["im0", "im1", "im2"]
@@ -127,13 +127,13 @@ def test_aggregates_match_numpy(lq_set, tmp_path):
         assert agg["mean"] == pytest.approx(vals.mean())
         assert agg["median"] == pytest.approx(np.median(vals))
         if spec.direction == "lower":
-            assert agg["worst"] == pytest.approx(vals.max()) and agg["p95"] == pytest.approx(np.percentile(vals, 95))
+            assert agg["worst"] == pytest.approx(vals.max()) and agg["tail95"] == pytest.approx(np.percentile(vals, 95))
         elif spec.direction == "higher":
-            assert agg["worst"] == pytest.approx(vals.min()) and agg["p95"] == pytest.approx(np.percentile(vals, 5))
+            assert agg["worst"] == pytest.approx(vals.min()) and agg["tail95"] == pytest.approx(np.percentile(vals, 5))
         else:
             dev = np.abs(vals - spec.target)
             assert agg["worst"] == pytest.approx(vals[np.argmax(dev)])
-            assert abs(agg["p95"] - spec.target) == pytest.approx(np.percentile(dev, 95))
+            assert abs(agg["tail95"] - spec.target) == pytest.approx(np.percentile(dev, 95))
     worst = [w for w in s["worst"] if w["metric"] == "de00_p95"]
     order = sorted(s["images"], key=lambda im: -im["metrics"]["de00_p95"])
     assert [w["name"] for w in worst] == [im["name"] for im in order[:3]]
@@ -148,7 +148,7 @@ def test_identical_and_grey_images_hand_derived(tmp_path):
     assert a["psnr"]["mean"] == PSNR_CAP_DB  # identical: infinite PSNR, recorded as the cap
     g = r.sets["grey"]
     assert all(im["metrics"]["sat_ratio_hc"] is None for im in g["images"])  # no high-chroma pixel
-    assert g["aggregate"]["sat_ratio_hc"] == {"mean": None, "median": None, "p95": None, "worst": None, "n": 0}
+    assert g["aggregate"]["sat_ratio_hc"] == {"mean": None, "median": None, "tail95": None, "worst": None, "n": 0}
     assert "NaN" not in json.dumps(r.to_dict())
 
 
@@ -258,7 +258,7 @@ def test_results_load_errors(tmp_path):
     p.write_text("{oops")
     with pytest.raises(ConfigError, match="r.json"):
         Results.load(p)
-    p.write_text(json.dumps({"schema": "colorfid.results", "schema_version": 2}))
+    p.write_text(json.dumps({"schema": "colorfid.results", "schema_version": 9}))
     with pytest.raises(ConfigError, match="schema_version"):
         Results.load(p)
 

@@ -6,11 +6,11 @@ Data flow: stress set (``colorfid.stress``) -> image files (``colorfid.io``) -> 
 object with a versioned schema (``"colorfid.results"``, version 1, see :data:`RESULTS_SCHEMA`).
 
 Every number comes from :mod:`colorfid.metrics`; this package only orchestrates
-(:mod:`~colorfid.evaluate.run`), resolves models (:mod:`~colorfid.evaluate.source`) and sets
-(:mod:`~colorfid.evaluate.sets`) and caches outputs (:mod:`~colorfid.evaluate.cache`); the
+(:mod:`~colorfid.evaluation.run`), resolves models (:mod:`~colorfid.evaluation.source`) and sets
+(:mod:`~colorfid.evaluation.sets`) and caches outputs (:mod:`~colorfid.evaluation.cache`); the
 aggregation and the schema live in :mod:`colorfid.results`.
 
-Output cache (:mod:`~colorfid.evaluate.cache`): outputs are cast to float32 *before* the
+Output cache (:mod:`~colorfid.evaluation.cache`): outputs are cast to float32 *before* the
 metrics in every run, so a run served from the cache gives exactly the metrics of the run that
 filled it. Checkpoints are keyed by file sha256 and :class:`IdentityModel` by ``"identity"``; an
 in-memory ``nn.Module`` is only read from the cache when the caller names it with

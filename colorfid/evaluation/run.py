@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .._files import sha256_file
+from .._threads import limited as limited_threads
 from .._version import __version__
-from ..errors import ShapeError, StressSetError
+from ..errors import ColorfidWarning, ShapeError, StressSetError
 from ..metrics import image_metrics, metric_kernels
 from ..results import Results, aggregate_metric, effective_protocol, plain_float, protocol_dict, worst_images
 from .cache import OutputCache, default_cache_dir
@@ -61,6 +64,7 @@ def evaluate(
     cache_key: str | None = None,
     progress: bool | None = None,
     metric_dtype: torch.dtype = torch.float64,
+    weights: str | None = None,
 ) -> Results:
     """Run a model (or read saved predictions) on stress sets and measure every image.
 
@@ -76,6 +80,9 @@ def evaluate(
         cache_dir, use_cache, cache_key: the output cache (module docstring).
         progress: a tqdm bar per set (None = only on a TTY).
         metric_dtype: precision of the metric computation (float64 = the reference).
+        weights: for a checkpoint path, the BasicSR entry to score: ``"params_ema"`` (default:
+            the EMA weights a training validated; ``params`` where the file has none) or
+            ``"params"``; ``provenance.weights`` records the entry used.
 
     Returns:
         :class:`Results` (schema v1).
@@ -90,7 +97,10 @@ def evaluate(
 
     from ..io import read_image
 
-    source = resolve_model(model_or_predictions, device=device, cache_key=cache_key, lazy=True)
+    source = resolve_model(model_or_predictions, device=device, cache_key=cache_key, lazy=True, weights=weights)
+    note = source.ema_note()
+    if note:
+        warnings.warn(note, ColorfidWarning, stacklevel=2)
     stress_sets = collect_sets(sets)
     if not stress_sets:
         raise StressSetError("no stress sets to evaluate")
@@ -114,6 +124,8 @@ def evaluate(
         "model": source.name,
         "checkpoint": source.checkpoint,
         "checkpoint_sha256": source.sha256,
+        # the checkpoint entry scored: "params_ema" (EMA weights), "params", None (bare / not a file)
+        "weights": source.weights,
         "colorfid_version": __version__,
         "torch_version": str(torch.__version__),
         "device": dev_name,
@@ -138,6 +150,8 @@ def evaluate(
         images: list[dict[str, Any]] = []
         bar = tqdm(pairs, desc=f"colorfid {sset.name}", unit="img", disable=not _progress_enabled(progress),
                    file=sys.stderr, leave=False)
+        threads = contextlib.ExitStack()  # torch threads for this set: colorfid._threads
+        timing["threads"] = threads.enter_context(limited_threads())
         try:
             for pair in bar:
                 t0 = clock()
@@ -218,6 +232,7 @@ def evaluate(
                 )
         finally:
             bar.close()
+            threads.close()
         metric_names: list[str] = []
         for im in images:
             for k in im["metrics"]:

@@ -33,7 +33,10 @@ class ModelSource:
     """What produced the outputs of an evaluation (see :func:`resolve_model`).
 
     ``kind`` is ``"checkpoint"``, ``"module"``, ``"identity"`` or ``"predictions"``;
-    ``cache_key`` is the cache folder's key, ``reuse_cache`` whether cached outputs may be read.
+    ``cache_key`` is the cache folder's key, ``reuse_cache`` whether cached outputs may be read;
+    ``weights`` the checkpoint entry the model is read from (``"params_ema"``, ``"params"``, None
+    for a bare state dict or another kind), ``train`` what colorfid's trainer recorded in the
+    file (``{"iter", "ema_decay"}``) or None.
     A checkpoint resolved lazily is loaded on first access to :attr:`model` (a run served
     entirely from the output cache never loads it).
     """
@@ -48,10 +51,27 @@ class ModelSource:
         cache_key: str | None = None,
         reuse_cache: bool = False,
         loader: Any = None,
+        weights: str | None = None,
+        train: dict[str, Any] | None = None,
     ) -> None:
         self.kind, self.name, self.checkpoint, self.sha256 = kind, name, checkpoint, sha256
         self.cache_key, self.reuse_cache = cache_key, reuse_cache
         self._model, self._loader = model, loader
+        self.weights, self.train = weights, train
+
+    def ema_note(self) -> str | None:
+        """A warning when the EMA weights being scored averaged over fewer iterations than their
+        window 1 / (1 - decay): they are then still mostly the initial weights. None otherwise."""
+        info = self.train or {}
+        decay, it = info.get("ema_decay"), info.get("iter")
+        if self.weights != "params_ema" or not decay or not it:
+            return None
+        window = 1.0 / (1.0 - float(decay))
+        if it >= window:
+            return None
+        return (f"{Path(self.checkpoint or '').name}: scoring its EMA weights (params_ema), which averaged "
+                f"{int(it)} iterations with ema_decay {float(decay):g} (window ~{window:.0f} iterations): they are "
+                "still mostly the initial weights; --weights params scores the raw weights")
 
     @property
     def has_model(self) -> bool:
@@ -92,6 +112,7 @@ def resolve_model(
     device: str | torch.device | None = None,
     cache_key: str | None = None,
     lazy: bool = False,
+    weights: str | None = None,
 ) -> ModelSource:
     """Turn what the user passed into a :class:`ModelSource`.
 
@@ -100,7 +121,10 @@ def resolve_model(
     * ``None`` or ``"predictions"`` — no model: sets must carry ``pred/`` images;
     * any other ``str`` / path — a checkpoint file, loaded with
       :func:`colorfid.models.checkpoint.load_model` and keyed by its sha256 (with ``lazy``
-      only when a model output is first needed).
+      only when a model output is first needed). ``weights`` picks the BasicSR entry:
+      ``"params_ema"`` (the default: the EMA weights a training validated, ``params`` when the
+      file has none) or ``"params"``; the entry used is ``ModelSource.weights`` and part of the
+      output cache's key.
 
     Raises:
         CheckpointError: the checkpoint is missing or cannot be loaded.
@@ -136,8 +160,11 @@ def resolve_model(
             reuse_cache=cache_key is not None,
         )
     if isinstance(model_or_predictions, (str, os.PathLike)):
-        from ..models.checkpoint import file_sha256, load_model
+        from ..models.checkpoint import EVAL_PARAM_KEY, WEIGHTS, checkpoint_weights, file_sha256, load_model
 
+        wanted = EVAL_PARAM_KEY if weights is None else weights
+        if wanted not in WEIGHTS:
+            raise UsageError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
         path = Path(model_or_predictions).expanduser()
         if not path.is_file():
             raise CheckpointError(
@@ -145,10 +172,18 @@ def resolve_model(
                 + (" (it is a directory)" if path.is_dir() else "")
             )
         sha = file_sha256(path)
+        try:
+            info = checkpoint_weights(path, wanted)
+        except ColorfidError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - torch.load can fail in many ways on a bad file
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}: {exc}); corrupt or not a checkpoint?"
+            ) from exc
 
         def _load() -> nn.Module:
             try:
-                return load_model(path, device=dev).eval()
+                return load_model(path, device=dev, param_key=wanted).eval()
             except (ColorfidError, MemoryError):
                 raise
             except Exception as exc:  # noqa: BLE001 - torch.load can fail in many ways on a bad file
@@ -161,9 +196,12 @@ def resolve_model(
             name="NAFNet",
             checkpoint=str(path.resolve()),
             sha256=sha,
-            cache_key=sha[:16],
+            # the EMA weights' outputs are not the raw weights' outputs
+            cache_key=sha[:16] + ("-ema" if info["weights"] == "params_ema" else ""),
             reuse_cache=True,
             loader=_load,
+            weights=info["weights"],
+            train=info["train"],
         )
         if not lazy:
             src.model  # noqa: B018 - load now: errors surface here

@@ -1,4 +1,4 @@
-"""The output cache of :func:`~colorfid.evaluate.evaluate`.
+"""The output cache of :func:`~colorfid.evaluation.evaluate`.
 
 Model outputs are cached per (checkpoint sha256, inference settings, set, image stem) under
 ``<cache_dir>/<key>-<settings tag>/<set>/``: ``<stem>.npy`` holds the exact float32 output
