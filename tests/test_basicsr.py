@@ -393,10 +393,12 @@ def test_checkpoint_layout_loads_strictly_both_ways(tmp_path):
     ema = {k: v + 1e-3 for k, v in sd.items()}
     path = tmp_path / "net_g_20.pth"
     torch.save({"params": sd, "params_ema": ema}, path)
-    m = load_model(path)
+    m = load_model(path, param_key="params")
     assert all(torch.equal(m.state_dict()[k], sd[k]) for k in sd)
-    m2 = load_model(path, param_key="params_ema")
+    m2 = load_model(path)  # the EMA weights by default: what BasicSR's validation scored
     assert all(torch.equal(m2.state_dict()[k], ema[k]) for k in sd)
+    m3 = load_model(path, param_key="params_ema")
+    assert all(torch.equal(m3.state_dict()[k], ema[k]) for k in sd)
     # colorfid -> BasicSR: load_network(strict=True) on the registered arch
     other = NAFNet(**net_opt)
     other.load_state_dict(torch.load(path, weights_only=True)["params"], strict=True)
