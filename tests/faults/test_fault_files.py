@@ -88,7 +88,7 @@ def fast_dir(tmp_path):
 @pytest.mark.slow
 def test_files_two_baseline_writers_keep_every_set(runner, proj, env, fast_dir):
     """Figure: 2 processes x 50 updates of distinct sets, 20 repetitions: all 100 sets present
-    (before the lock: 41-49 of 100 lost in every repetition)."""
+    (at e8e14bc, before the lock: 29-47 of 100 lost in each repetition)."""
     src = _results(runner, proj, env, "one.json", "good")
     r = runner.python(RACE_API, src, fast_dir / "race.json", 20, 50, cwd=proj, env=env, timeout=300).passed()
     lost = json.loads(r.out.strip().splitlines()[-1])["lost"]
