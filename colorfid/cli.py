@@ -2,9 +2,12 @@
 
 Every subcommand's parser and handler: ``info`` (versions, devices), ``eval``, ``report``,
 ``train`` (also ``python -m colorfid.train``, :func:`train_main`), ``demo``, ``kernels``. Exit
-codes: 0 success / gate passed, 1 gate failed, 2 usage error (a
-:class:`colorfid.errors.UsageError` or bad arguments), 3 training stopped. Each handler imports
-its room lazily, so ``colorfid --version`` stays instant.
+codes (:func:`colorfid.errors.exit_code`, the one mapping): 0 success / gate passed, 1 gate
+failed, 2 usage error (any :class:`colorfid.errors.ColorfidError` but a training stop, an
+``OSError`` on a path, bad arguments), 3 training stopped. Outputs are checked before the long
+work starts (an unwritable ``--json``, ``--report``, baseline, cache, history or kernel folder is
+a usage error naming it, not a traceback after the evaluation). Each handler imports its room
+lazily, so ``colorfid --version`` stays instant.
 """
 
 from __future__ import annotations
@@ -17,6 +20,32 @@ from typing import Any, Callable, Sequence
 
 from ._version import __version__
 from .errors import ColorfidError, UsageError, exit_status
+
+#: Largest tile side accepted (px): beyond it "tiles" are whole images anyway.
+MAX_TILE = 1 << 16
+
+
+def _tile_arg(text: str) -> int:
+    """argparse type of ``--tile``: 0 (whole image) or a side in [32, MAX_TILE] pixels."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"tile must be a whole number of pixels, got {text!r}") from None
+    if value != 0 and not 32 <= value <= MAX_TILE:
+        raise argparse.ArgumentTypeError(f"tile must be 0 (whole image) or a side of 32 to {MAX_TILE} px, "
+                                         f"got {text if len(text) < 20 else text[:12] + '...'}")
+    return value
+
+
+def _worst_k_arg(text: str) -> int:
+    """argparse type of ``--worst-k``: an integer in [0, 1000]."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"worst-k must be a whole number, got {text!r}") from None
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"worst-k must be between 0 and 1000, got {text if len(text) < 20 else text[:12] + '...'}")
+    return value
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -75,8 +104,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from . import gate as _gate
     from .evaluation import evaluate
     from .report import append_history, load_history, write_report
-    from .report.cards import slug
     from .results import Results
+
+    from ._files import check_output_dir, check_output_file, safe_name
+    from .report import check_report_dir
 
     if not args.results and not args.checkpoint:
         raise UsageError("give results JSON files (colorfid report results.json ...) or --checkpoint a.pth b.pth ...")
@@ -95,6 +126,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
         th = _gate.load_thresholds(found) if found is not None else None
     if args.gate and th is None:
         raise UsageError("--gate needs a thresholds file (--config, ./colorfid.toml or [tool.colorfid]); none was found")
+    # Outputs first: nothing is evaluated for a report that cannot be written.
+    check_report_dir(out, gate=th is not None, full_size=args.full_size)
+    if args.history is not None and args.append_history:
+        check_output_file(args.history, "history file")
+    if args.checkpoint:
+        check_output_dir(out / "checkpoints", "results folder")
 
     base_obj: Any = None
     gate_base = None
@@ -107,17 +144,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     runs: list[Any] = [Results.load(p) for p in args.results]
     if args.checkpoint:
-        sets = args.sets if args.sets else (list(th.stress_sets) if th is not None and th.stress_sets else None)
+        sets = list(args.sets) if args.sets else (list(th.stress_sets) if th is not None and th.stress_sets else None)
         if sets and th is not None:
             sets = th.resolve_set_names(sets)
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        saved: dict[str, str] = {}  # file name -> checkpoint sha256: two checkpoints never share a file
         for ckpt in args.checkpoint:
             print(f"colorfid report: evaluating {ckpt}", file=sys.stderr)
             res = evaluate(
                 ckpt, sets, protocol=th.protocol if th is not None else None, device=args.device,
                 tile=args.tile, cache_dir=args.cache, progress=None, weights=args.weights,
             )
-            res.save(out / "checkpoints" / f"{slug(Path(ckpt).stem)}.json")
+            sha = str(res.provenance.get("checkpoint_sha256") or "")
+            name = f"{safe_name(Path(ckpt).stem)}.json"
+            if saved.get(name, sha) != sha:
+                name = f"{safe_name(Path(ckpt).stem)}-{sha[:12]}.json"
+            saved[name] = sha
+            res.save(out / "checkpoints" / name)
             runs.append(res)
     if args.first_as_baseline:
         base_obj = runs[0]
@@ -179,11 +221,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    help="print the verdict table as `colorfid eval` does and exit 1 when the gate fails")
     p.add_argument("--no-gate", action="store_true", help="no verdicts, values only")
     p.add_argument("--metric", default="de00_p95", help="rank the worst images by this metric (default: de00_p95)")
-    p.add_argument("--worst-k", type=int, default=3, metavar="K", help="worst images shown per set (default: 3)")
+    p.add_argument("--worst-k", type=_worst_k_arg, default=3, metavar="K", help="worst images shown per set (default: 3)")
     p.add_argument("--full-size", action="store_true", help="also write full-resolution images next to the report")
     _add_weights(p)
     p.add_argument("--device", default=None, help="device for --checkpoint (default: best available)")
-    p.add_argument("--tile", type=int, default=None, help="tile size for --checkpoint inference")
+    p.add_argument("--tile", type=_tile_arg, default=None, help="tile size for --checkpoint inference (0: whole image)")
     p.add_argument("--cache", default=None, metavar="DIR", help="output cache folder for --checkpoint")
 
     p.set_defaults(handler=_cmd_report)
@@ -195,8 +237,16 @@ _ADDERS.append(_add_report)
 def _cmd_eval(args: argparse.Namespace) -> int:
     """``colorfid eval``: evaluate + gate, print the table; 0 pass / 1 fail (UsageError -> 2 in
     :func:`colorfid.cli.main`). ``args`` is the argparse namespace of ``colorfid eval``."""
+    from ._files import check_output_file
     from .gate import format_report, plan_gate
 
+    # Outputs first: an evaluation that cannot be saved is not started.
+    if args.json:
+        check_output_file(args.json, "results file (--json)")
+    if args.report:
+        from .report import check_report_dir
+
+        check_report_dir(args.report, gate=True)
     model: Any = args.checkpoint
     if getattr(args, "identity", False):
         model = "identity"
@@ -224,7 +274,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     report = plan.judge(results)
     print(format_report(report, results))
     if args.json:
-        results.save(args.json)
+        results.save(args.json, what="results file (--json)")
         print(f"results written: {args.json}")
     path = plan.write_baseline(results)
     if path is not None:
@@ -269,7 +319,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--report", metavar="DIR", help="write the HTML report into DIR")
     _add_weights(p)
     p.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: best available)")
-    p.add_argument("--tile", type=int, default=None, help="tile size for large images (default: automatic)")
+    p.add_argument("--tile", type=_tile_arg, default=None, help="tile size for large images (default: automatic; 0: whole image)")
     p.add_argument("--cache", metavar="DIR", help="output cache (default $COLORFID_CACHE or ./.colorfid_cache)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the output cache")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -331,7 +381,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return _cmd_train(args)
-    except ColorfidError as exc:
+    except (ColorfidError, OSError) as exc:
         return exit_status("colorfid train", exc)
 
 
@@ -340,6 +390,10 @@ _ADDERS.append(_add_train)
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+    from .report import check_report_dir
+
+    check_report_dir(args.out, gate=True)  # before three models are evaluated
+    check_report_dir(Path(args.out) / "demo_l1", gate=True)
 
     run_demo(args.out, device=args.device, progress=False if args.no_progress else None, update_baseline=args.update_baseline)
     return 0
@@ -371,6 +425,10 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
 
     if args.action == "build":
         import torch
+
+        from ._files import check_output_dir
+
+        check_output_dir(_aot.kernel_dir(), "kernel folder", hint=" (set COLORFID_KERNEL_DIR to a writable folder)")
 
         print(f"colorfid kernels: building into {_aot.kernel_dir()} (torch {torch.__version__}; "
               "once per machine and version, ~100 s on 2 cores; needs a C++ compiler)", flush=True)
@@ -436,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(handler(args))
-    except ColorfidError as exc:
+    except (ColorfidError, OSError) as exc:  # an OSError reaching here names a path: never "gate failed"
         return exit_status(f"colorfid {args.command}", exc)
 
 

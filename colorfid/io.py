@@ -19,6 +19,16 @@
 * Alpha is dropped (not composited) with a ColorfidWarning; greyscale is repeated to 3 channels.
 * Any missing, corrupt, truncated or unsupported file raises
   :class:`~colorfid.errors.ImageReadError` naming the file.
+* **Size limit**: an image with more than :func:`max_pixels` pixels (``$COLORFID_MAX_PIXELS``,
+  default :data:`DEFAULT_MAX_PIXELS` = 40 MP) is refused from its header, before a pixel is
+  decoded, with :class:`~colorfid.errors.ImageTooLargeError` (a PNG of a few hundred KB can
+  declare 8000 x 8000 pixels; the gate holds ~120 bytes per pixel while it measures one image).
+  Pillow's own decompression-bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``, refusing above ~179 MP)
+  still applies beyond that.
+
+:func:`read_header` reads what the header says (size after orientation, orientation, bit depth)
+with the same checks, without decoding: the stress sets' validation uses it, so a set's sizes
+agree with what :func:`read_image` returns.
 
 :func:`write_image` writes 8-bit PNG/TIFF/JPEG (Pillow; JPEG at quality 95 without chroma
 subsampling) and 16-bit PNG/TIFF (OpenCV), atomically (temporary file in the same folder,
@@ -43,13 +53,173 @@ from torch import Tensor
 
 from ._atomic import atomic_write_bytes
 from .color import linear_to_srgb
-from .errors import ColorfidWarning, DTypeError, ImageReadError, ImageWriteError, RangeError, ShapeError, UsageError
+from .errors import (
+    ColorfidWarning, DTypeError, ImageReadError, ImageTooLargeError, ImageWriteError, RangeError, ShapeError, UsageError,
+)
 
-__all__ = ["ImageMeta", "read_image", "write_image", "IMAGE_SUFFIXES"]
+__all__ = ["ImageMeta", "ImageHeader", "read_image", "read_header", "write_image", "max_pixels", "IMAGE_SUFFIXES",
+           "DEFAULT_MAX_PIXELS", "MAX_PIXELS_ENV"]
 
 #: File suffixes read and written (lower case).
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 _EXIF_ORIENTATION = 0x0112
+
+#: Pixels per image above which :func:`read_image` / :func:`read_header` refuse a file (40 MP:
+#: a 45 MP camera frame needs the knob; the gate's peak memory is ~120 bytes per pixel, ~5 GB here).
+DEFAULT_MAX_PIXELS = 40_000_000
+#: The environment variable that sets the limit (a positive integer; ``4e7`` style accepted).
+MAX_PIXELS_ENV = "COLORFID_MAX_PIXELS"
+
+
+def max_pixels() -> int:
+    """The pixel limit per image: ``$COLORFID_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`.
+
+    Raises:
+        UsageError: the variable is not a positive integer (the message names it).
+    """
+    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PIXELS
+    try:
+        value = float(raw)
+        ok = value.is_integer() and value >= 1
+    except (ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise UsageError(f"{MAX_PIXELS_ENV}={raw!r}: expected a positive whole number of pixels per image "
+                         f"(default {DEFAULT_MAX_PIXELS}; e.g. {MAX_PIXELS_ENV}=60000000)")
+    return int(value)
+
+
+def _check_pixels(path: Path, w: int, h: int, limit: int | None) -> None:
+    limit = max_pixels() if limit is None else int(limit)
+    if w * h > limit:
+        raise ImageTooLargeError(
+            f"{path}: a {w}x{h} image ({w * h:,} pixels) is over the limit of {limit:,} pixels per image "
+            f"({MAX_PIXELS_ENV}={limit}); refused from its header, nothing decoded. If you mean it, raise "
+            f"the limit (the gate holds ~120 bytes per pixel), or crop / downscale the image"
+        )
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says (see :func:`read_header`).
+
+    Attributes:
+        width, height: the size :func:`read_image` returns (after EXIF / TIFF orientation).
+        orientation: the EXIF / TIFF orientation (1-8; 1 = upright).
+        format: Pillow's format name.
+    """
+
+    width: int
+    height: int
+    orientation: int
+    format: str | None
+
+
+def _png_orientation(path: Path) -> int:
+    """The orientation in a PNG's eXIf chunk wherever it lies (before or after the pixels),
+    found by walking the chunk headers: no pixel is decompressed."""
+    with path.open("rb") as fh:
+        if fh.read(8) != b"\x89PNG\r\n\x1a\n":
+            return 1
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                return 1
+            (length,) = struct.unpack(">I", head[:4])
+            kind = head[4:8]
+            if kind == b"eXIf":
+                data = fh.read(length)
+                ex = Image.Exif()
+                ex.load(data if data.startswith(b"Exif\0\0") else b"Exif\0\0" + data)
+                return _valid_orientation(ex.get(_EXIF_ORIENTATION))
+            if kind == b"IEND":
+                return 1
+            fh.seek(length + 4, 1)
+
+
+def _valid_orientation(value: Any) -> int:
+    try:
+        o = int(value or 1)
+    except (TypeError, ValueError):
+        return 1
+    return o if o in range(1, 9) else 1
+
+
+def _orientation(im: Image.Image, path: Path) -> int:
+    """The orientation of an open image: TIFF's own tag 274 (whatever its stored type), a PNG's
+    eXIf chunk (also after the pixels), else the EXIF block. A malformed block counts as upright."""
+    try:
+        if im.format == "TIFF":
+            return _valid_orientation(getattr(im, "tag_v2", {}).get(274))
+        if im.format == "PNG":
+            return _png_orientation(path)
+        return _valid_orientation(im.getexif().get(_EXIF_ORIENTATION))
+    except Exception:  # a malformed EXIF block must not hide the pixels  # noqa: BLE001
+        return 1
+
+
+def _stored_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) as stored in the file, before orientation. Pillow reports a TIFF's size
+    already turned by its Orientation tag (recent versions) or not (older ones): the TIFF's own
+    ImageWidth / ImageLength tags say what is stored."""
+    if im.format == "TIFF":
+        tags = getattr(im, "tag_v2", {})
+        w, h = tags.get(256), tags.get(257)
+        if isinstance(w, int) and isinstance(h, int):
+            return w, h
+    return im.size
+
+
+def _open(path: Path) -> Image.Image:
+    """``Image.open`` with Pillow's decompression-bomb refusal as colorfid's size error."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # colorfid's own limit decides
+            return Image.open(path)
+    except Image.DecompressionBombError as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(found.group(1)):,} pixels" if found else "more pixels than Pillow allows"
+        limit = max_pixels()
+        raise ImageTooLargeError(
+            f"{path}: an image of {size} is over the limit of {limit:,} pixels per image ({MAX_PIXELS_ENV}={limit}) "
+            f"and over Pillow's decompression-bomb guard (PIL.Image.MAX_IMAGE_PIXELS); refused from its header, "
+            "nothing decoded"
+        ) from None
+
+
+def read_header(path: str | os.PathLike[str], *, max_pixels: int | None = None, verify: bool = True) -> ImageHeader:
+    """The size (after orientation) and orientation of an image file, from its header.
+
+    The pixel limit is checked first (:class:`ImageTooLargeError`); with ``verify`` the file's
+    structure is checked too (PNG chunk CRCs, truncation; Pillow's ``verify``), still without
+    decoding pixels.
+
+    Raises:
+        ImageTooLargeError: more pixels than ``max_pixels`` (default :func:`max_pixels`);
+        ImageReadError: missing, unreadable or corrupt (naming the file).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ImageReadError(f"{p}: no such image file")
+    try:
+        with _open(p) as im:
+            w, h = _stored_size(im)
+            if w < 1 or h < 1:
+                raise ImageReadError(f"{p}: empty image ({w}x{h})")
+            _check_pixels(p, w, h, max_pixels)
+            orientation = _orientation(im, p)
+            fmt = im.format
+            if verify:
+                im.verify()
+    except ImageReadError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError) as exc:
+        raise ImageReadError(f"{p}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    return ImageHeader(width=int(w), height=int(h), orientation=orientation, format=fmt)
 
 
 @dataclass
@@ -323,10 +493,16 @@ def _without_orientation(data: bytes) -> bytes:
         (count,) = struct.unpack(bo + "H", data[ifd : ifd + 2])
         for i in range(count):
             entry = ifd + 2 + 12 * i
-            tag, typ = struct.unpack(bo + "HH", data[entry : entry + 4])
-            if tag == 274 and typ == 3:  # SHORT value stored in the entry itself
+            tag, typ, n = struct.unpack(bo + "HHI", data[entry : entry + 8])
+            if tag == 274 and n == 1:
+                # the value sits in the entry itself for every integer type: BYTE, SHORT, LONG, SBYTE,
+                # SSHORT, SLONG (1, 3, 4, 6, 8, 9); OpenCV applies the tag whatever its type
+                fmt = {1: "B", 6: "b", 3: "H", 8: "h", 4: "I", 9: "i"}.get(typ)
+                if fmt is None:
+                    return data
                 buf = bytearray(data)
-                buf[entry + 8 : entry + 10] = struct.pack(bo + "H", 1)
+                size = struct.calcsize(fmt)
+                buf[entry + 8 : entry + 8 + size] = struct.pack(bo + fmt, 1)
                 return bytes(buf)
     return data
 
@@ -383,16 +559,21 @@ def _decode_cv2(path: Path, icc: ImageCms.ImageCmsProfile | None, icc_bytes: byt
     return out.astype(np.float32)
 
 
-def read_image(path: str | os.PathLike[str], *, with_meta: bool = False) -> Tensor | tuple[Tensor, ImageMeta]:
+def read_image(
+    path: str | os.PathLike[str], *, with_meta: bool = False, max_pixels: int | None = None
+) -> Tensor | tuple[Tensor, ImageMeta]:
     """Read an image file as a ``(3, H, W)`` float32 tensor of sRGB values in [0, 1].
 
-    See the module docstring for bit depths, EXIF orientation, ICC conversion and alpha.
+    See the module docstring for bit depths, EXIF orientation, ICC conversion, alpha and the
+    size limit.
 
     Args:
         path: PNG, JPEG or TIFF (any format Pillow opens at 8 bits also works).
         with_meta: also return an :class:`ImageMeta`.
+        max_pixels: the pixel limit for this call (default :func:`max_pixels`).
 
     Raises:
+        ImageTooLargeError: more pixels than the limit (checked from the header, nothing decoded).
         ImageReadError: missing, unreadable, corrupt, truncated or unsupported file (the
             message names the file).
     """
@@ -401,16 +582,12 @@ def read_image(path: str | os.PathLike[str], *, with_meta: bool = False) -> Tens
         raise ImageReadError(f"{p}: no such image file")
     meta_warnings: list[str] = []
     try:
-        with Image.open(p) as im:
+        with _open(p) as im:
+            _check_pixels(p, *_stored_size(im), max_pixels)
             bits = _bit_depth(im, p)
             if bits not in (1, 2, 4, 8, 16):
                 raise ImageReadError(f"{p}: unsupported bit depth {bits}; colorfid reads 8- and 16-bit images")
-            try:
-                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
-            except Exception:  # a malformed EXIF block must not hide the pixels
-                orientation = 1
-            if orientation not in range(1, 9):
-                orientation = 1
+            orientation = _orientation(im, p)
             meta = ImageMeta(
                 path=str(p), format=im.format, width=0, height=0,
                 mode=im.mode if bits <= 8 else ("RGB;16" if len(im.getbands()) >= 3 else "L;16"),
@@ -461,6 +638,23 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise ImageWriteError(f"cannot write {path}: {exc}") from exc
 
 
+#: Pixels quantised per step of :func:`write_image` (its float64 temporaries stay this small).
+_QUANT_PIXELS = 1 << 20
+
+
+def _quantize(t: Tensor, bits: int) -> np.ndarray:
+    """(C, H, W) floats -> (H, W, C) uint8/uint16 code values: clip to [0, 1], scale, round half up,
+    all in float64, a band of rows at a time (memory: the output plus one band)."""
+    c, h, w = t.shape
+    maxval = 255 if bits == 8 else 65535
+    out = np.empty((h, w, c), dtype=np.uint8 if bits == 8 else np.uint16)
+    rows = max(1, _QUANT_PIXELS // w)
+    for r0 in range(0, h, rows):
+        band = t[:, r0 : r0 + rows].to(torch.float64, copy=True).clamp_(0.0, 1.0).mul_(maxval).add_(0.5).floor_()
+        out[r0 : r0 + rows] = band.numpy().transpose(1, 2, 0)
+    return out
+
+
 def write_image(
     path: str | os.PathLike[str], tensor: Tensor, *, bits: int = 8, quality: int = 95
 ) -> Path:
@@ -488,19 +682,20 @@ def write_image(
         raise DTypeError(f"write_image expects a torch.Tensor, got {type(tensor).__name__} (for {p})")
     if not tensor.is_floating_point():
         raise DTypeError(f"write_image expects a float tensor in [0, 1], got {tensor.dtype} (for {p})")
-    t = tensor.detach().to("cpu", torch.float64)
+    t = tensor.detach().to("cpu")
     if t.dim() == 2:
         t = t.unsqueeze(0)
     if t.dim() == 4 and t.shape[0] == 1:
         t = t[0]
     if t.dim() != 3 or t.shape[0] not in (1, 3) or t.shape[1] == 0 or t.shape[2] == 0:
         raise ShapeError(f"write_image expects (3, H, W), (1, H, W) or (H, W), got {tuple(tensor.shape)} (for {p})")
-    if not torch.isfinite(t).all():
-        raise RangeError(f"cannot write {p}: the image has {int((~torch.isfinite(t)).sum())} non-finite values")
-    maxval = 255 if bits == 8 else 65535
-    q = torch.floor(t.clamp(0.0, 1.0) * maxval + 0.5).numpy().transpose(1, 2, 0)
+    finite = torch.isfinite(t)
+    if not finite.all():
+        raise RangeError(f"cannot write {p}: the image has {int((~finite).sum())} non-finite values")
+    del finite
+    q = _quantize(t, bits)
     if bits == 8:
-        arr = q.astype(np.uint8)
+        arr = q
         im = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr, "L" if arr.shape[2] == 1 else "RGB")
         buf = _io.BytesIO()
         if suffix == ".png":
@@ -513,7 +708,7 @@ def write_image(
     else:
         import cv2
 
-        arr = q.astype(np.uint16)
+        arr = q
         if arr.shape[2] == 3:
             arr = np.ascontiguousarray(arr[..., ::-1])  # RGB -> OpenCV's BGR
         else:

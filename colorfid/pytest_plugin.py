@@ -12,7 +12,9 @@ verdict) and the worst images instead of a traceback.
 
 Options (each also an ini key in ``[tool.pytest.ini_options]``, e.g. ``colorfid_config``):
 
-``--colorfid-checkpoint PATH`` (alias ``--checkpoint`` unless another plugin owns it),
+``--colorfid-checkpoint PATH`` (alias ``--checkpoint`` unless a plugin or conftest defines
+``--checkpoint`` itself: then that option is theirs, and the header and the summary say that the
+colorfid gate did not run),
 ``--colorfid-predictions DIR``, ``--colorfid-config FILE`` (default: ``colorfid.toml`` in the
 rootdir, then ``[tool.colorfid]`` in ``pyproject.toml``, then the bundled
 ``golden/colorfid.toml``), ``--colorfid-baseline FILE``, ``--colorfid-update-baseline``,
@@ -21,8 +23,15 @@ rootdir, then ``[tool.colorfid]`` in ``pyproject.toml``, then the bundled
 entry of the checkpoint: the EMA weights by default, as the trainer validates).
 
 Exit codes are pytest's: 1 when a gate item fails, 4 for a usage error (bad thresholds file,
-unknown metric or set, missing/corrupt baseline, malformed stress set, empty mask...), also
-when it surfaces while an item runs. Under pytest-xdist each worker evaluates its own sets;
+unknown metric or set, missing/corrupt baseline, malformed stress set, empty mask, an output
+that cannot be written, an option given an empty value...), also when it surfaces while an item
+runs (:func:`colorfid.errors.pytest_exit_code`, the mapping every colorfid command shares).
+
+The plugin never breaks a suite that does not use it: it registers only ``--colorfid-*``
+options, and takes ``--checkpoint`` by rewriting it to ``--colorfid-checkpoint`` on the command
+line only when, after the plugins and the initial conftests have declared their options, nobody
+else has declared ``--checkpoint`` (a conftest loaded later may then declare it without a
+conflict). Under pytest-xdist each worker evaluates its own sets;
 only plain Python types travel back on the test reports, and only the controller writes the
 baseline and the report.
 
@@ -76,11 +85,10 @@ class _State:
         self.usage_errors: list[str] = []
         self.messages: list[str] = []
         self.checkpoint = _get(config, "checkpoint")
-        alias = config.getoption("colorfid_checkpoint_alias", default=None)
-        if self.checkpoint is None and alias:
-            self.checkpoint = str(Path(config.invocation_params.dir, alias))
         self.predictions = _get(config, "predictions")
         self.active = bool(self.checkpoint or self.predictions)
+        #: "--checkpoint" was given but another plugin or conftest owns it: the gate did not run.
+        self.shadowed = config.stash.get(_SHADOW_KEY, False) and not self.active
 
     @property
     def is_worker(self) -> bool:
@@ -104,7 +112,7 @@ class _State:
             return
         if not self.payloads:
             return
-        from .errors import ColorfidError
+        from .errors import ColorfidError, describe, pytest_exit_code
         from .results import Results
         from .gate import GateReport
 
@@ -119,9 +127,9 @@ class _State:
             if report_dir:
                 index = _write_report(results, report_dir, gate, self.plan.baseline)
                 self.messages.append(f"report: {index}")
-        except ColorfidError as exc:
-            self.usage_errors.append(f"{type(exc).__name__}: {exc}")
-            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+        except (ColorfidError, OSError) as exc:
+            self.usage_errors.append(describe(exc))
+            session.exitstatus = pytest_exit_code(exc)
 
     def pytest_terminal_summary(self, terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
         if self.is_worker:
@@ -143,11 +151,20 @@ class _State:
 
 
 _KEY = pytest.StashKey[_State]()
+#: Set when ``--checkpoint`` was given on a command line where another plugin or conftest owns it.
+_SHADOW_KEY = pytest.StashKey[bool]()
 
 
 def _get(config: pytest.Config, name: str) -> str | None:
-    """Option value, else ini value (paths: relative to the cwd / to the ini file)."""
+    """Option value, else ini value (paths: relative to the cwd / to the ini file). An option
+    given with an empty value (``--colorfid-baseline=``, an unset variable in CI) is a usage
+    error: silently dropping it would run the gate without what was asked for."""
     v = config.getoption(f"colorfid_{name}", default=None)
+    if v is not None and str(v).strip() == "":
+        raise pytest.UsageError(
+            f"colorfid: UsageError: --colorfid-{name} was given an empty value; give a "
+            f"{'path' if name in _PATH_KEYS else 'value'}, or leave the option out"
+        )
     if v not in (None, ""):
         if name in _PATH_KEYS:
             return str(Path(config.invocation_params.dir, os.path.expanduser(str(v))))
@@ -171,7 +188,8 @@ def _get(config: pytest.Config, name: str) -> str | None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("colorfid", "colorfid colour-fidelity gate")
     group.addoption("--colorfid-checkpoint", dest="colorfid_checkpoint", metavar="PATH", default=None,
-                    help="gate this checkpoint on the stress sets (alias --checkpoint)")
+                    help="gate this checkpoint on the stress sets (also --checkpoint PATH, unless a plugin "
+                    "or conftest.py defines --checkpoint itself)")
     group.addoption("--colorfid-predictions", dest="colorfid_predictions", metavar="DIR", default=None,
                     help="gate saved predictions (pred/ + gt/ set folders, or <set>/ folders of bundled sets)")
     group.addoption("--colorfid-config", dest="colorfid_config", metavar="FILE", default=None,
@@ -207,19 +225,39 @@ def _option_names(parser: pytest.Parser) -> set[str]:
     return names
 
 
+def _alias_positions(args: list[str]) -> list[int]:
+    """Indices of ``--checkpoint`` / ``--checkpoint=PATH`` in ``args`` (up to a ``--``)."""
+    out = []
+    for i, a in enumerate(args):
+        if a == "--":
+            break
+        if a == "--checkpoint" or a.startswith("--checkpoint="):
+            out.append(i)
+    return out
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]):
-    # The --checkpoint alias is added only now, after every plugin and the initial conftests
-    # have declared their options, so a --checkpoint of theirs wins and nothing conflicts.
+    # Decided after every plugin and the initial conftests have declared their options. colorfid
+    # never registers --checkpoint (a conftest loaded later may declare it without a conflict):
+    # when nobody owns it, the command line's --checkpoint is rewritten to --colorfid-checkpoint
+    # before pytest parses it; when somebody does, it is theirs, and the gate says it did not run.
     yield
     try:
-        if "--checkpoint" not in _option_names(parser):
-            parser.getgroup("colorfid").addoption(
-                "--checkpoint", dest="colorfid_checkpoint_alias", metavar="PATH", default=None,
-                help="alias of --colorfid-checkpoint",
-            )
+        positions = _alias_positions(args)
+        if not positions:
+            return
+        if "--checkpoint" in _option_names(parser):
+            early_config.stash[_SHADOW_KEY] = True
+            return
+        for i in positions:
+            args[i] = "--colorfid-checkpoint" + args[i][len("--checkpoint"):]
     except Exception:  # noqa: BLE001 - never break pytest over an alias
         pass
+
+
+_NOT_RUN = ("colorfid gate did NOT run: --checkpoint belongs to another plugin or conftest.py here; "
+            "gate the checkpoint with --colorfid-checkpoint=PATH")
 
 
 # --------------------------------------------------------------------------- session
@@ -229,17 +267,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "colorfid: a colorfid gate item (one per stress set)")
     state = _State(config)
     config.stash[_KEY] = state
+    if state.shadowed and not hasattr(config, "workerinput"):
+        config.issue_config_time_warning(pytest.PytestConfigWarning(_NOT_RUN), stacklevel=2)
     if not state.active:
         return
-    from .errors import ColorfidError
+    from .errors import ColorfidError, describe
 
     if state.checkpoint and state.predictions:
-        raise pytest.UsageError("colorfid: give either --checkpoint or --colorfid-predictions, not both")
+        raise pytest.UsageError("colorfid: UsageError: give either --checkpoint or --colorfid-predictions, not both")
     _rootdir_hint(config, state)
     try:
         state.plan = _plan(config, state)
-    except ColorfidError as exc:
-        raise pytest.UsageError(f"colorfid: {type(exc).__name__}: {exc}") from None
+        report_dir = _get(config, "report")
+        if report_dir and not hasattr(config, "workerinput"):
+            from .report import check_report_dir
+
+            check_report_dir(report_dir, gate=True)  # before the gate runs, not after
+    except (ColorfidError, OSError) as exc:
+        raise pytest.UsageError(f"colorfid: {describe(exc)}") from None
     config.pluginmanager.register(state, "colorfid-session")
 
 
@@ -288,6 +333,8 @@ def _plan(config: pytest.Config, state: _State) -> Any:
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:
     state = config.stash.get(_KEY, None)
+    if state is not None and state.shadowed:
+        return [f"colorfid: {_NOT_RUN}"]
     if state is None or state.plan is None:
         return None
     p = state.plan
@@ -321,15 +368,15 @@ class ColorfidItem(pytest.Item):
         self._usage_error: str | None = None
 
     def runtest(self) -> None:
-        from .errors import ImageReadError, UsageError
+        from .errors import ColorfidError, describe
         from .gate import format_report
 
         state = self.config.stash[_KEY]
         try:
             results = state.plan.evaluate([self.set_name])
             report = state.plan.judge(results)
-        except (UsageError, ImageReadError) as exc:
-            self._usage_error = f"{type(exc).__name__}: {exc}"
+        except (ColorfidError, OSError) as exc:  # every one a usage error (pytest_exit_code), never a failed gate
+            self._usage_error = describe(exc)
             raise
         # JSON round trip: only plain Python types may travel to the xdist controller.
         payload = {"set": self.set_name, "results": results.to_dict(), "gate": report.to_dict()}
@@ -370,6 +417,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         # Plain dicts only: under xdist these attributes travel to the controller.
         rep.colorfid = item._payload
         rep.colorfid_usage_error = item._usage_error
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    state = config.stash.get(_KEY, None)
+    if state is not None and state.shadowed and not hasattr(config, "workerinput"):
+        terminalreporter.section("colorfid")
+        terminalreporter.write_line(_NOT_RUN, yellow=True, bold=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

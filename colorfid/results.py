@@ -208,6 +208,13 @@ def protocol_dict(protocol: Any, metric_dtype: torch.dtype | str = torch.float64
 _SET_KEYS = ("path", "kind", "description", "images", "aggregate", "worst")
 
 
+def _finite(v: float | int) -> bool:
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an integer beyond float range
+        return False
+
+
 @dataclasses.dataclass
 class Results:
     """The outcome of :func:`evaluate`: provenance, protocol and per-set results.
@@ -304,6 +311,11 @@ class Results:
                         raise ConfigError(
                             f"{source}: key 'sets.{name}.aggregate.{metric}.{stat}' is not a number: {v!r}"
                         )
+                    if v is not None and not _finite(v):
+                        shown = f"an integer of {len(str(abs(v)))} digits" if isinstance(v, int) else repr(v)
+                        raise ConfigError(
+                            f"{source}: key 'sets.{name}.aggregate.{metric}.{stat}' is not a finite number: {shown}"
+                        )
                 aggregate[metric] = agg
             sets[str(name)] = dict(sd, aggregate=aggregate)
         return cls(
@@ -313,9 +325,10 @@ class Results:
             created=str(data.get("created", "")),
         )
 
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write the JSON file atomically; NaN are already None (null)."""
-        return atomic_write_json(path, self.to_dict())
+    def save(self, path: str | os.PathLike, *, what: str = "results file") -> Path:
+        """Write the JSON file atomically; NaN are already None (null). OutputError naming the
+        file when it cannot be written (read-only, a folder in the way...)."""
+        return atomic_write_json(path, self.to_dict(), what=what)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Results":

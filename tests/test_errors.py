@@ -12,10 +12,11 @@ from colorfid.errors import CheckpointError, ConfigError, TrainingError, Unknown
 @pytest.mark.parametrize(
     ("exc", "code", "text"),
     [
-        (ConfigError("options.yml: train.total_iter must be > 0"), 2, "prog: error: options.yml: train.total_iter"),
-        (UnknownNameError("unknown metric 'sat_ration'"), 2, "prog: error: unknown metric"),
+        (ConfigError("options.yml: train.total_iter must be > 0"), 2, "prog: error: ConfigError: options.yml: train.total_iter"),
+        (UnknownNameError("unknown metric 'sat_ration'"), 2, "prog: error: UnknownNameError: unknown metric"),
         (CheckpointError("x.pth: missing keys"), 2, "prog: CheckpointError: x.pth: missing keys"),
         (TrainingError("10 non-finite steps in a row"), 3, "prog: TrainingError: 10 non-finite steps"),
+        (PermissionError(13, "Permission denied", "/x/r.json"), 2, "prog: error: PermissionError: [Errno 13] Permission denied: '/x/r.json'"),
     ],
 )
 def test_exit_status(exc, code, text):

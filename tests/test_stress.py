@@ -255,7 +255,7 @@ def test_malformed_set_raises_naming_offenders(tmp_path, case):
 
 def test_kind_asked_but_missing(tmp_path):
     root = make_set(tmp_path / "s", {"a": (4, 4)}, lq={"a": (4, 4)})
-    with pytest.raises(StressSetError, match=r"kind='pred' asked for, but there is no pred/"):
+    with pytest.raises(StressSetError, match=r"no pred/ folder: gating saved predictions needs pred/"):
         load_stress_set(root, kind="pred")
 
 
@@ -277,9 +277,11 @@ def test_resolve_bundled_and_paths(tmp_path, monkeypatch):
     parent = tmp_path / "many"
     make_set(parent / "one", {"a": (4, 4)}, lq={"a": (4, 4)})
     make_set(parent / "two", {"a": (4, 4)}, pred={"a": (4, 4)})
-    (parent / "not_a_set").mkdir()
     sets = resolve_sets(["saturated_paint", str(mine), Path(parent), f"renamed={mine}"])
     assert [s.name for s in sets] == ["saturated_paint", "mine", "one", "two", "renamed"]
+    (parent / "not_a_set").mkdir()  # a folder of sets runs every set or none: never fewer sets, silently
+    with pytest.raises(StressSetError, match="not_a_set is not a stress set"):
+        resolve_sets([Path(parent)])
     assert sets[0].root == stress_dir() / "saturated_paint"
     # a bare word that is a folder in the cwd (and not bundled) is taken as a path
     monkeypatch.chdir(tmp_path)

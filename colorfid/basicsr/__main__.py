@@ -66,10 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 opt = yaml.safe_load(fh)
         except OSError as exc:
             raise ConfigError(f"cannot read {opt_file}: {exc}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{opt_file}: not valid YAML ({exc})") from None
         if not isinstance(opt, dict):
             raise ConfigError(f"{opt_file}: expected a YAML mapping")
         check_options(opt, flavour=which, source=opt_file)
-    except ColorfidError as exc:
+    except (ColorfidError, OSError) as exc:  # the one mapping (colorfid.errors.exit_code)
         return exit_status(PROG, exc)
     sys.argv = [PROG] + argv  # BasicSR parses sys.argv itself
     if which == "upstream":

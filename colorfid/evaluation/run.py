@@ -120,6 +120,7 @@ def evaluate(
         reuse=source.reuse_cache and use_cache,
         enabled=source.has_model and use_cache,
     )
+    cache.check()  # an unwritable cache is a usage error now, not after the first inference
     provenance = {
         "model": source.name,
         "checkpoint": source.checkpoint,

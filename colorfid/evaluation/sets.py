@@ -17,7 +17,8 @@ def prediction_sets(root: str | os.PathLike, names: Sequence[str] | None = None)
     ``root`` is either one set folder (``pred/`` + ``gt/``), or a folder of them, or a folder
     whose sub-folders are named after bundled sets and hold the predictions for those sets'
     images (``<root>/<set>/<stem>.png`` or ``<root>/<set>/pred/<stem>.png``, matched to the
-    bundled GT by file stem). ``names`` keeps only those sets.
+    bundled GT by file stem). Every visible sub-folder must be one of these: any other is an
+    error, never skipped. ``names`` keeps only those sets.
 
     Raises:
         StressSetError: the folder is missing or holds no usable set; predictions do not match
@@ -26,27 +27,29 @@ def prediction_sets(root: str | os.PathLike, names: Sequence[str] | None = None)
     """
     from .. import stress
 
+    from ..stress.sets import is_set_folder, set_folders
+
     r = Path(root).expanduser()
     if not r.is_dir():
         raise StressSetError(f"predictions folder {str(r)!r} does not exist or is not a folder")
     found: list[Any] = []
-    if (r / "gt").is_dir():
-        found.append(stress.load_stress_set(r))
+    if is_set_folder(r):
+        found.append(stress.load_stress_set(r, kind="pred"))
     else:
-        bundled = set(stress.bundled_set_names())
-        ignored: list[str] = []
-        for d in sorted(p for p in r.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if (d / "gt").is_dir():
-                found.append(stress.load_stress_set(d))
-            elif d.name in bundled:
-                found.append(_overlay_predictions(stress.bundled_set(d.name), d))
+        try:
+            bundled = set(stress.bundled_set_names())
+        except StressSetError:
+            bundled = set()
+        subs = set_folders(r, accept=lambda d: d.name in bundled)  # no silent skip of a non-set
+        for d in subs:
+            if is_set_folder(d):
+                found.append(stress.load_stress_set(d, kind="pred"))
             else:
-                ignored.append(d.name)
+                found.append(_overlay_predictions(stress.bundled_set(d.name), d))
         if not found:
             raise StressSetError(
                 f"predictions folder {str(r)!r} holds no stress set: expected pred/ + gt/ in it or in "
                 f"its sub-folders, or sub-folders named after bundled sets {sorted(bundled)}"
-                + (f"; found sub-folders {ignored}" if ignored else "")
             )
     for s in found:
         if s.kind != "pred":
@@ -69,13 +72,14 @@ def _overlay_predictions(bundled_set: Any, folder: Path) -> Any:
     return attach_predictions(bundled_set, pred_dir)
 
 
-def collect_sets(sets: Any) -> list[Any]:
+def collect_sets(sets: Any, *, kind: str | None = None) -> list[Any]:
     """Stress sets from names, folders and ``StressSet`` objects (None: every bundled set), in order;
-    :class:`~colorfid.errors.UsageError` when two share a name."""
+    :class:`~colorfid.errors.UsageError` when two share a name. ``kind="lq"`` loads each folder for a
+    model to run on (``lq/`` required, even where a ``pred/`` exists too)."""
     from .. import stress
 
     if sets is None:
-        return list(stress.resolve_sets(None))
+        return list(stress.resolve_sets(None, kind=kind))
     if isinstance(sets, (str, os.PathLike)) or hasattr(sets, "pairs"):
         sets = [sets]
     out: list[Any] = []
@@ -83,13 +87,13 @@ def collect_sets(sets: Any) -> list[Any]:
     for s in sets:
         if hasattr(s, "pairs") and hasattr(s, "root"):
             if specs:
-                out.extend(stress.resolve_sets(specs))
+                out.extend(stress.resolve_sets(specs, kind=kind))
                 specs = []
             out.append(s)
         else:
             specs.append(s)
     if specs:
-        out.extend(stress.resolve_sets(specs))
+        out.extend(stress.resolve_sets(specs, kind=kind))
     names = [s.name for s in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

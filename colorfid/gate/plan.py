@@ -8,10 +8,11 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+from .._files import check_output_dir
 from .._format import did_you_mean
 from ..errors import ConfigError, StressSetError, UnknownNameError, UsageError
 from ..results import Results, effective_protocol, protocol_dict
-from .baseline import Baseline, load_baseline, write_baseline
+from .baseline import Baseline, check_baseline_writable, load_baseline, write_baseline
 from .thresholds import Thresholds, load_thresholds
 from .verdicts import GateReport, bundled_names, judge
 
@@ -116,17 +117,24 @@ def plan_gate(
                 flat += [x.strip() for x in s.split(",") if x.strip()]
             else:
                 flat.append(s)
+        if any(isinstance(s, str) and not s.strip() for s in flat) or not flat:
+            raise UsageError(f"a stress set name is empty (sets {list(sets)!r}); name the sets to run, or leave "
+                             "the option out for the thresholds file's stress_sets")
         sets = flat
     if predictions is not None:
         stress_sets = prediction_sets(predictions, [str(s) for s in sets] if sets else None)
         source = resolve_model(None)
     else:
         specs = th.resolve_set_names(sets) if sets else (th.stress_sets or None)
-        stress_sets = collect_sets(specs)
-        source = resolve_model(model, device=device, weights=weights)
+        stress_sets = collect_sets(specs, kind="lq")  # a model runs on lq/, whatever else a set holds
         for s in stress_sets:
-            if s.kind != "lq" or any(p.lq is None for p in s.pairs):
-                raise StressSetError(f"stress set {s.name!r} ({s.root}) has no lq/ images to run the model on")
+            if any(p.lq is None for p in s.pairs):
+                raise StressSetError(
+                    f"stress set {s.name!r} ({s.root}) has no lq/ images to run the model on"
+                    + ("; it holds saved predictions (pred/): gate them with --predictions / --colorfid-predictions"
+                       if s.kind == "pred" else "")
+                )
+        source = resolve_model(model, device=device, weights=weights)
     if not stress_sets:
         raise StressSetError("no stress sets to run")
     for s in stress_sets:
@@ -140,11 +148,18 @@ def plan_gate(
             f"--update-baseline would overwrite {str(bpath)!r}, a results file (it serves as a baseline as it is); "
             "give the baseline to write another path"
         )
+    if update_baseline:
+        check_baseline_writable(bpath)  # before the evaluation, not after it
+    if predictions is None and use_cache:
+        from ..evaluation.cache import default_cache_dir
+
+        check_output_dir(default_cache_dir(cache_dir), "output cache folder",
+                         hint="; choose another with --cache / $COLORFID_CACHE, or run with --no-cache")
     allow = th.allow_missing_baseline if allow_missing_baseline is None else bool(allow_missing_baseline)
     base = None
     if bpath is not None:
         if update_baseline and bpath.exists():
-            base = load_baseline(bpath)
+            base = load_baseline(bpath, allow_empty=True)  # corrupt: refused before anything is overwritten
         elif not update_baseline:
             base = load_baseline(bpath, allow_missing=allow)
     plan = GatePlan(
@@ -168,6 +183,8 @@ def plan_gate(
         )
         if base is not None and not update_baseline:
             base.check_protocol(s.name, proto)
+            for metric, b in bounds.items():
+                base.require(s.name, metric, b.stat)  # before the evaluation: a missing value checks nothing
         limited = any(b.has_limits for b in bounds.values())
         regress = base is not None and not update_baseline and s.name in base.sets and bool(bounds)
         if not limited and not regress:

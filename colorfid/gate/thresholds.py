@@ -21,8 +21,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TOP_KEYS", "BOUND_KEYS", "NOISE_REL", "Bound", "Thresholds", "parse_thresholds", "find_thresholds",
-           "load_thresholds", "looks_like_path"]
+__all__ = ["TOP_KEYS", "BOUND_KEYS", "NOISE_REL", "CANDIDATES", "ROOT_MARKERS", "Bound", "Thresholds",
+           "parse_thresholds", "find_thresholds", "load_thresholds", "looks_like_path"]
 
 TOP_KEYS = ("stress_sets", "baseline", "allow_missing_baseline", "protocol", "defaults", "sets")
 
@@ -130,7 +130,13 @@ def _check_entry(raw: Any, metric: str, key: str, source: str) -> dict[str, Any]
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ConfigError(f"{source}: key '{key}.{k}': expected a number, got {v!r}")
-        if not math.isfinite(float(v)):
+        try:
+            finite = math.isfinite(float(v))
+        except OverflowError:  # an integer beyond float range
+            raise ConfigError(
+                f"{source}: key '{key}.{k}': expected a finite number, got an integer of {len(str(abs(v)))} digits"
+            ) from None
+        if not finite:
             raise ConfigError(f"{source}: key '{key}.{k}': expected a finite number, got {v!r}")
         if k in ("band", "worse_abs", "worse_rel") and v < 0:
             raise ConfigError(f"{source}: key '{key}.{k}': must be >= 0, got {v!r}")
@@ -279,6 +285,9 @@ def parse_thresholds(
     stress_raw = data.get("stress_sets", [])
     if not isinstance(stress_raw, list) or not all(isinstance(s, str) and s for s in stress_raw):
         raise ConfigError(f"{source}: key '{prefix}stress_sets' must be a list of set names or folder paths")
+    if "stress_sets" in data and not stress_raw:
+        raise ConfigError(f"{source}: key '{prefix}stress_sets' is an empty list: name the sets to run, or leave the "
+                          "key out to run every bundled set")
     stress_sets: list[str] = []
     for i, s in enumerate(stress_raw):
         p = (base / s).expanduser() if not Path(s).expanduser().is_absolute() else Path(s).expanduser()
@@ -312,37 +321,92 @@ def parse_thresholds(
     return th
 
 
-def _read_toml(path: Path) -> dict[str, Any]:
-    text = read_text(path, ConfigError, "thresholds file", missing=f"thresholds file {str(path)!r} does not exist")
+def _read_toml(path: Path, what: str = "thresholds file") -> dict[str, Any]:
+    text = read_text(path, ConfigError, what, missing=f"{what} {str(path)!r} does not exist")
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"thresholds file {str(path)!r} is not valid TOML: {exc}") from None
+        raise ConfigError(f"{what} {str(path)!r} is not valid TOML: {exc}") from None
+
+
+#: The files that hold thresholds, in the order they are looked for in a folder.
+CANDIDATES = ("colorfid.toml", "pyproject.toml")
+
+#: What marks a project's root folder: the upward search stops there.
+ROOT_MARKERS = ("pyproject.toml", ".git")
+
+
+def _folders(start: Path) -> list[Path]:
+    """``start`` and its parents up to the nearest project root (a folder holding
+    ``pyproject.toml`` or ``.git``), inclusive; just ``start`` when no project root lies above."""
+    chain = [start, *start.parents]
+    for i, d in enumerate(chain):
+        if any(os.path.lexists(d / m) for m in ROOT_MARKERS):
+            return chain[: i + 1]
+    return [start]
+
+
+def _norm(key: str) -> str:
+    return "".join(c for c in key.lower() if c.isalnum())
+
+
+def _candidate(folder: Path) -> Path | None:
+    """The thresholds file ``folder`` holds, or None. A candidate that exists but cannot be used
+    (a folder, a broken link, unreadable, not TOML, a misspelt ``[tool.colorfid]``) is a
+    ConfigError: skipping it would let other thresholds judge silently."""
+    for name in CANDIDATES:
+        p = folder / name
+        if not os.path.lexists(p):
+            continue
+        if not p.is_file():
+            kind = "a broken link" if p.is_symlink() else "a folder"
+            raise ConfigError(f"thresholds file {str(p)!r} is not a file ({kind}): colorfid would otherwise judge with "
+                              "other thresholds; fix or remove it, or name the thresholds with --config / --colorfid-config")
+        if name == "colorfid.toml":
+            return p
+        data = _read_toml(p, "pyproject.toml")
+        tool = data.get("tool")
+        if not isinstance(tool, Mapping):
+            continue
+        if "colorfid" in tool:
+            return p
+        near = [str(k) for k in tool if _norm(str(k)) == "colorfid"]
+        if near:
+            raise ConfigError(f"{p}: table [tool.{near[0]}] is not [tool.colorfid] (table names are case- and "
+                              "spelling-sensitive): rename it, or colorfid judges with other thresholds")
+    return None
 
 
 def find_thresholds(
     search_dir: str | os.PathLike | Sequence[str | os.PathLike] | None = None, *, bundled: bool = True
 ) -> Path | None:
-    """The thresholds file used when none is named: in each search folder (default: the cwd)
-    ``colorfid.toml``, else ``pyproject.toml`` if it has ``[tool.colorfid]``; then (with
-    ``bundled``) colorfid's own ``golden/colorfid.toml``; None if there is none."""
+    """The thresholds file used when none is named (the one discovery rule of the CLI, the
+    plugin and the report).
+
+    From each search folder (default: the cwd) upward to its project root (the nearest folder
+    holding ``pyproject.toml`` or ``.git``; only the folder itself when there is none), the first
+    folder holding ``colorfid.toml``, or a ``pyproject.toml`` with ``[tool.colorfid]``, decides;
+    then (with ``bundled``) colorfid's own ``golden/colorfid.toml``; None if there is none.
+
+    Raises:
+        ConfigError: a candidate on the way cannot be used (see :func:`_candidate`): an invalid
+            ``pyproject.toml`` is an error, never a reason to fall back to the bundled file.
+    """
     if search_dir is None:
-        dirs = [Path.cwd()]
+        starts = [Path.cwd()]
     elif isinstance(search_dir, (str, os.PathLike)):
-        dirs = [Path(search_dir)]
+        starts = [Path(search_dir)]
     else:
-        dirs = [Path(d) for d in search_dir]
-    for d in dirs:
-        if (d / "colorfid.toml").is_file():
-            return d / "colorfid.toml"
-        pp = d / "pyproject.toml"
-        if pp.is_file():
-            try:
-                data = _read_toml(pp)
-            except ConfigError:
-                data = {}
-            if isinstance(data.get("tool"), Mapping) and "colorfid" in data["tool"]:
-                return pp
+        starts = [Path(d) for d in search_dir]
+    seen: set[Path] = set()
+    for start in starts:
+        for d in _folders(Path(os.path.abspath(start))):
+            if d in seen:
+                continue
+            seen.add(d)
+            found = _candidate(d)
+            if found is not None:
+                return found
     if not bundled:
         return None
     try:

@@ -173,6 +173,8 @@ def judge(
                     f"{thresholds.source}: key {b.key!r}: the results of set {name!r} have no metric {metric!r} "
                     f"(they have {', '.join(sorted(sd.get('aggregate') or {}))})"
                 )
+            if baseline is not None and check_regression:
+                baseline.require(name, metric, b.stat)  # a set without the value checks nothing
             value = agg.get(b.stat)
             base_v = baseline.value(name, metric, b.stat) if baseline is not None else None
             delta = None if value is None or base_v is None else value - base_v

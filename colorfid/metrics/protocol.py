@@ -62,10 +62,15 @@ class MetricProtocol:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or (want_int and not isinstance(v, int)):
                 kind = "an integer" if want_int else "a number"
                 raise ConfigError(f"MetricProtocol.{f.name}: expected {kind}, got {v!r}")
+            try:
+                finite = math.isfinite(v)
+            except OverflowError:  # an integer beyond float range
+                finite = False
+            if not finite or v < 0:
+                shown = f"an integer of {len(str(abs(v)))} digits" if isinstance(v, int) and not finite else repr(v)
+                raise ConfigError(f"MetricProtocol.{f.name}: must be finite and >= 0, got {shown}")
             if not want_int:
                 object.__setattr__(self, f.name, float(v))
-            if not math.isfinite(v) or v < 0:
-                raise ConfigError(f"MetricProtocol.{f.name}: must be finite and >= 0, got {v!r}")
         if self.hc_saturation > 1:
             raise ConfigError(f"MetricProtocol.hc_saturation: HSV saturation lies in [0, 1], got {self.hc_saturation}")
         if self.ratio_floor > 1:

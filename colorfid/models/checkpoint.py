@@ -19,7 +19,17 @@ Layouts read (the first that applies):
 3. a bare state dict (every value a tensor).
 
 Key prefixes ``module.`` (DataParallel / DDP) and ``_orig_mod.`` (``torch.compile``) are
-stripped. Without a ``factory`` the NAFNet configuration is inferred from the tensor shapes.
+stripped, in any order and nesting (``_orig_mod.module.``). Without a ``factory`` the NAFNet
+configuration is inferred from the tensor shapes.
+
+**Nothing is allocated for a checkpoint that does not fit.** A checkpoint of a few KB can hold
+views of one number with enormous shapes, or a block numbered 199,999: the inferred
+configuration is judged before any module is built (:func:`validate_nafnet_state`): block
+indices must run 0..n-1, the parameter count (computed from the configuration,
+:func:`colorfid.models.nafnet.nafnet_size`) must fit the budget :func:`max_params`
+(``$COLORFID_MAX_PARAMS``, default :data:`DEFAULT_MAX_PARAMS` = 2e8) and the block count
+:data:`MAX_BLOCKS` (1,000), and the key names and
+shapes must be exactly the network's. Any miss is a :class:`~colorfid.errors.CheckpointError`.
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from torch import Tensor, nn
 from .._atomic import atomic_open
 from .._files import sha256_file
 from ..errors import CheckpointError, UnsafeCheckpointError, UsageError
-from .nafnet import NAFNet, NAFNetLocal
+from .nafnet import NAFNet, NAFNetLocal, nafnet_size, nafnet_state_shapes
 
 __all__ = [
     "EVAL_PARAM_KEY",
@@ -53,7 +63,42 @@ __all__ = [
     "build_nafnet",
     "check_state_dict",
     "resolve_factory",
+    "validate_nafnet_state",
+    "check_nafnet_budget",
+    "MAX_BLOCKS",
+    "max_params",
+    "DEFAULT_MAX_PARAMS",
+    "MAX_PARAMS_ENV",
 ]
+
+#: Parameters a checkpoint may imply before colorfid refuses to build it (200 M: the largest
+#: published NAFNet, GoPro width 64, has 68 M; 2e8 float32 parameters are 0.8 GB).
+DEFAULT_MAX_PARAMS = 200_000_000
+#: The environment variable that sets the budget (a positive integer; ``1e9`` style accepted).
+MAX_PARAMS_ENV = "COLORFID_MAX_PARAMS"
+#: NAFBlocks a configuration may have (the published NAFNets have at most 36; building one takes
+#: milliseconds of Python, so this bounds the time to build any accepted network).
+MAX_BLOCKS = 1000
+
+
+def max_params() -> int:
+    """The parameter budget: ``$COLORFID_MAX_PARAMS`` if set, else :data:`DEFAULT_MAX_PARAMS`.
+
+    Raises:
+        UsageError: the variable is not a positive whole number (the message names it).
+    """
+    raw = os.environ.get(MAX_PARAMS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_PARAMS
+    try:
+        value = float(raw)
+        ok = value.is_integer() and value >= 1
+    except (ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise UsageError(f"{MAX_PARAMS_ENV}={raw!r}: expected a positive whole number of parameters "
+                         f"(default {DEFAULT_MAX_PARAMS}; e.g. {MAX_PARAMS_ENV}=5e8)")
+    return int(value)
 
 Factory = Union[str, Callable[[], nn.Module]]
 
@@ -84,27 +129,45 @@ def _listing(names: list[str]) -> str:
 
 
 def _pickle_globals(path: Path) -> list[str]:
-    """Names of the non-torch globals a pickle references, read statically (nothing runs)."""
+    """Names of the non-torch globals a pickle references, read statically (nothing runs). The
+    zip format has one pickle (``data.pkl``); the legacy format a few in a row (magic number,
+    protocol, system info, then the object): each is read."""
+    import io
     import pickletools
 
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as zf:
                 data = next((zf.read(n) for n in zf.namelist() if n.endswith("data.pkl")), b"")
+            count = 1
         else:
             data = path.read_bytes()
+            count = 4
+        stream = io.BytesIO(data)
         names: list[str] = []
-        strings: list[str] = []
-        for op, arg, _pos in pickletools.genops(data):
-            if op.name == "GLOBAL" and isinstance(arg, str):
-                names.append(arg.replace(" ", "."))
-            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                names.append(f"{strings[-2]}.{strings[-1]}")
-            elif isinstance(arg, str):
-                strings.append(arg)
+        for _ in range(count):
+            strings: list[str] = []
+            try:
+                for op, arg, _pos in pickletools.genops(stream):
+                    if op.name == "GLOBAL" and isinstance(arg, str):
+                        names.append(arg.replace(" ", "."))
+                    elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                        names.append(f"{strings[-2]}.{strings[-1]}")
+                    elif isinstance(arg, str):
+                        strings.append(arg)
+            except Exception:  # the tensor bytes after the last pickle  # noqa: BLE001
+                break
         return sorted({n for n in names if not n.startswith(("torch.", "collections."))})
     except Exception:  # best effort, for the message only
         return []
+
+
+def _first_sentence(text: str, limit: int = 400) -> str:
+    """The first sentence of a message, whole (never cut in the middle of one)."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    m = re.match(r"(.+?[.!?])(\s|$)", line)
+    sentence = m.group(1) if m else line
+    return sentence if len(sentence) <= limit else sentence[: limit].rsplit(" ", 1)[0] + " [...]"
 
 
 def _load_raw(path: Path) -> Any:
@@ -123,10 +186,12 @@ def _load_raw(path: Path) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         msg = str(exc)
-        found = re.search(r"Unsupported global[^\n]*", msg)
-        names = [] if found else _pickle_globals(path)
+        # torch words it "Unsupported global: GLOBAL os.system" (zip) or "unsupported GLOBAL
+        # posix.system whose module posix is blocked" (legacy format)
+        found = re.search(r"unsupported global[^\n]*", msg, flags=re.IGNORECASE)
+        names = _pickle_globals(path)
         if found or names:
-            detail = found.group(0).split(" was not an allowed")[0] if found else f"references {', '.join(names)}"
+            detail = f"references {', '.join(names)}" if names else found.group(0).split(" was not an allowed")[0]
             raise UnsafeCheckpointError(
                 f"{path}: refused to load: its pickle references objects beyond tensors and plain "
                 f"containers ({detail}). colorfid always loads with torch.load(weights_only=True) "
@@ -134,10 +199,10 @@ def _load_raw(path: Path) -> Any:
                 "(torch.save({'params': model.state_dict()}, path)) or convert it to .safetensors."
             ) from exc
         short = re.search(r"Unsupported operand[^\n]*", msg)
-        detail = short.group(0) if short else msg.splitlines()[0][:200]
+        detail = short.group(0) if short else _first_sentence(msg)
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({detail})") from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, AttributeError) as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        first = _first_sentence(str(exc)) or type(exc).__name__
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated: {first})") from exc
 
 
@@ -148,10 +213,16 @@ def _is_state_dict(obj: Any) -> bool:
 
 
 def _strip_prefixes(sd: Mapping[str, Tensor]) -> "OrderedDict[str, Tensor]":
+    """Drop wrapper prefixes every key shares (``module.``, ``_orig_mod.``), as many and in
+    whatever order they were stacked (``torch.compile`` of a DDP model: ``_orig_mod.module.``)."""
     out: OrderedDict[str, Tensor] = OrderedDict(sd)
-    for prefix in _PREFIXES:
-        if out and all(k.startswith(prefix) for k in out):
-            out = OrderedDict((k[len(prefix):], v) for k, v in out.items())
+    stripped = True
+    while stripped and out:
+        stripped = False
+        for prefix in _PREFIXES:
+            if all(k.startswith(prefix) for k in out):
+                out = OrderedDict((k[len(prefix):], v) for k, v in out.items())
+                stripped = True
     return out
 
 
@@ -202,8 +273,9 @@ def infer_nafnet_config(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
     """NAFNet's constructor arguments read off a state dict's keys and shapes.
 
     ``img_channel`` and ``width`` come from ``intro.weight`` (width, img_channel, 3, 3); the
-    number of stages from ``downs.i`` / ``ups.i``; the blocks per stage from the largest block
-    index under ``encoders.i.``, ``decoders.i.`` and ``middle_blks.``.
+    number of stages from ``downs.i`` / ``ups.i``; the blocks per stage from the block indices
+    under ``encoders.i.``, ``decoders.i.`` and ``middle_blks.``, which must run 0..n-1 (a gap
+    means blocks without weights: refused, naming them).
 
     Raises:
         CheckpointError: the state dict is not a NAFNet's (names what is missing).
@@ -218,29 +290,121 @@ def infer_nafnet_config(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
     if intro.dim() != 4:
         raise CheckpointError(f"'intro.weight' has shape {tuple(intro.shape)}, expected (width, C, 3, 3)")
     width, img_channel = int(intro.shape[0]), int(intro.shape[1])
-    blocks: dict[str, dict[int, int]] = {"encoders": {}, "decoders": {}}
-    middle = 0
-    n_down = n_up = 0
+    # index sets: prefix -> the numbers used under it ("encoders.0" -> blocks, "downs" -> stages)
+    used: dict[str, set[int]] = {}
     for key in state_dict:
         parts = key.split(".")
-        if parts[0] in blocks and len(parts) > 2 and parts[1].isdigit() and parts[2].isdigit():
-            stage, blk = int(parts[1]), int(parts[2])
-            blocks[parts[0]][stage] = max(blocks[parts[0]].get(stage, 0), blk + 1)
-        elif parts[0] == "middle_blks" and len(parts) > 1 and parts[1].isdigit():
-            middle = max(middle, int(parts[1]) + 1)
-        elif parts[0] == "downs" and len(parts) > 1 and parts[1].isdigit():
-            n_down = max(n_down, int(parts[1]) + 1)
-        elif parts[0] == "ups" and len(parts) > 1 and parts[1].isdigit():
-            n_up = max(n_up, int(parts[1]) + 1)
-    n_enc = max([n_down] + [s + 1 for s in blocks["encoders"]])
-    n_dec = max([n_up] + [s + 1 for s in blocks["decoders"]])
+        if parts[0] in ("encoders", "decoders") and len(parts) > 2 and parts[1].isdigit() and parts[2].isdigit():
+            used.setdefault(parts[0], set()).add(int(parts[1]))
+            used.setdefault(f"{parts[0]}.{int(parts[1])}", set()).add(int(parts[2]))
+        elif parts[0] in ("middle_blks", "downs", "ups") and len(parts) > 1 and parts[1].isdigit():
+            used.setdefault(parts[0], set()).add(int(parts[1]))
+    gaps = []
+    for prefix, idx in sorted(used.items()):
+        if prefix in ("encoders", "decoders"):  # a stage may have no blocks; its downs/ups must exist
+            continue
+        top = max(idx)
+        if top + 1 != len(idx):
+            first: list[int] = []
+            expect = 0
+            for i in sorted(idx):
+                while expect < i and len(first) < 4:
+                    first.append(expect)
+                    expect += 1
+                if len(first) >= 4:
+                    break
+                expect = i + 1
+            shown = ", ".join(f"{prefix}.{m}" for m in first) + (", ..." if top + 1 - len(idx) > len(first) else "")
+            gaps.append(f"{top + 1 - len(idx):,} of the {top + 1:,} blocks numbered up to {prefix}.{top} are "
+                        f"missing ({shown})")
+    n_enc, n_dec = len(used.get("downs", ())), len(used.get("ups", ()))
+    for side, n, link in (("encoders", n_enc, "downs"), ("decoders", n_dec, "ups")):
+        extra = sorted(i for i in used.get(side, ()) if i >= n)
+        if extra:
+            gaps.append(f"{side}.{extra[0]} has no {link}.{extra[0]} (the stages are numbered up to {link}.{n - 1})")
+    if gaps:
+        raise CheckpointError(
+            "not a consistent NAFNet state dict: its numbering implies blocks or stages that have no weights: "
+            f"{'; '.join(gaps)}. Nothing was built."
+        )
     return {
         "img_channel": img_channel,
         "width": width,
-        "middle_blk_num": middle,
-        "enc_blk_nums": [blocks["encoders"].get(i, 0) for i in range(n_enc)],
-        "dec_blk_nums": [blocks["decoders"].get(i, 0) for i in range(n_dec)],
+        "middle_blk_num": len(used.get("middle_blks", ())),
+        "enc_blk_nums": [len(used.get(f"encoders.{i}", ())) for i in range(n_enc)],
+        "dec_blk_nums": [len(used.get(f"decoders.{i}", ())) for i in range(n_dec)],
     }
+
+
+def _state_params(state_dict: Mapping[str, Tensor]) -> int:
+    return sum(int(v.numel()) for v in state_dict.values())
+
+
+def _config_text(config: Mapping[str, Any]) -> str:
+    return (f"width {config['width']}, middle {config['middle_blk_num']}, enc {list(config['enc_blk_nums'])}, "
+            f"dec {list(config['dec_blk_nums'])}")
+
+
+def _check_budget(n_params: int, what: str, source: str, error: type[Exception] = CheckpointError) -> None:
+    budget = max_params()
+    if n_params > budget:
+        raise error(
+            f"{source}: {what} has {n_params:,} parameters, over colorfid's budget of {budget:,} "
+            f"({MAX_PARAMS_ENV}={budget}); refused before allocating anything. If it is meant, "
+            f"raise {MAX_PARAMS_ENV}"
+        )
+
+
+def check_nafnet_budget(config: Mapping[str, Any], *, source: str = "checkpoint", what: str = "the NAFNet",
+                        error: type[Exception] = CheckpointError) -> int:
+    """The parameter count of ``NAFNet(**config)``, or ``error`` before anything is built when the
+    configuration has more than :data:`MAX_BLOCKS` blocks (each is built in Python, milliseconds
+    apiece: 200,000 blocks would take minutes) or more parameters than :func:`max_params`.
+    Computed from the configuration alone (:func:`colorfid.models.nafnet.nafnet_size`)."""
+    blocks = sum(int(n) for n in config["enc_blk_nums"]) + int(config["middle_blk_num"]) \
+        + sum(int(n) for n in config["dec_blk_nums"])
+    if blocks > MAX_BLOCKS:
+        raise error(
+            f"{source}: {what} ({_config_text(config)}) has {blocks:,} blocks, over colorfid's limit of "
+            f"{MAX_BLOCKS:,} (published NAFNets have at most 36); refused before building anything"
+        )
+    _keys, n_params = nafnet_size(dict(config))
+    _check_budget(n_params, f"{what} ({_config_text(config)})", source, error)
+    return n_params
+
+
+def validate_nafnet_state(state_dict: Mapping[str, Tensor], config: Mapping[str, Any], *, source: str = "checkpoint") -> None:
+    """Judge a state dict against the NAFNet configuration inferred from it, before any module is
+    built: the parameter count (from the configuration, in O(stages)) within :func:`max_params`,
+    as many tensors as that network has, then exactly its key names and shapes.
+
+    Raises:
+        CheckpointError: over the budget (naming ``$COLORFID_MAX_PARAMS``), or keys / shapes that
+            do not fit (missing, unexpected, conflicting; listed).
+    """
+    check_nafnet_budget(config, source=source, what="the NAFNet its shapes imply")
+    n_keys, _n_params = nafnet_size(dict(config))
+    if n_keys != len(state_dict):
+        # a network with far more tensors than the file holds: list what is there vs expected
+        # without enumerating a possibly huge expected key list
+        raise CheckpointError(
+            f"{source} does not fit the NAFNet its shapes imply ({_config_text(config)}): that network has "
+            f"{n_keys:,} tensors, the checkpoint {len(state_dict):,}. Nothing was built."
+        )
+    expected = nafnet_state_shapes(config)
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    conflicts = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {s}" for k, s in expected.items()
+                 if k in state_dict and tuple(state_dict[k].shape) != s]
+    if missing or unexpected or conflicts:
+        lines = [f"{source} does not fit NAFNet ({_config_text(config)}):"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
+        if conflicts:
+            lines.append(f"  shape conflicts ({len(conflicts)}): {_listing(conflicts)}")
+        raise CheckpointError("\n".join(lines))
 
 
 def build_nafnet(config: Mapping[str, Any], *, tlc: bool | Mapping[str, Any] = False) -> NAFNet:
@@ -330,6 +494,7 @@ def load_model(
     """
     p = Path(path)
     sd = read_state_dict(p, param_key=param_key)
+    _check_budget(_state_params(sd), "its state dict", str(p))  # views of one number can claim any size
     if factory is not None:
         if tlc:
             raise UsageError("tlc applies to the built-in NAFNet only, not to a factory's model")
@@ -337,7 +502,12 @@ def load_model(
         if not isinstance(model, nn.Module):
             raise UsageError(f"factory {factory!r} returned {type(model).__name__}, not an nn.Module")
     else:
-        model = build_nafnet(infer_nafnet_config(sd), tlc=tlc)
+        try:
+            config = infer_nafnet_config(sd)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{p}: {exc}") from None
+        validate_nafnet_state(sd, config, source=str(p))  # before a single module is built
+        model = build_nafnet(config, tlc=tlc)
     check_state_dict(model, sd, source=str(p))
     try:
         model.load_state_dict(sd, strict=True)

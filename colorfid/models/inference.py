@@ -263,20 +263,28 @@ def _run_tiled(forward, batch: Tensor, tile: int, overlap: int, dev: torch.devic
         batch_size = 1 if dev.type == "cpu" else max(1, min(8, max_pixels // (th * tw)))
     wy = {y: feather_ramp(th, overlap, y > 0, y + th < h, acc_dtype) for y in ys}
     wx = {x: feather_ramp(tw, overlap, x > 0, x + tw < w, acc_dtype) for x in xs}
+    # A tile's weight is wy(row) * wx(column) and the tiles form a grid, so the total weight of a
+    # pixel is (sum over tile rows of wy) * (sum over tile columns of wx): two vectors, not a plane.
+    wy_total = torch.zeros(h, dtype=torch.float64)
+    wx_total = torch.zeros(w, dtype=torch.float64)
+    for y in ys:
+        wy_total[y : y + th] += wy[y].double()
+    for x in xs:
+        wx_total[x : x + tw] += wx[x].double()
     disable = (None if progress is None else not progress)
-    result = torch.empty((n, c, h, w), dtype=acc_dtype)
+    # Working memory: the output itself (accumulated in place) plus one batch of tiles.
+    result = torch.zeros((n, c, h, w), dtype=acc_dtype)
+    band = max(1, (1 << 20) // w)
     with tqdm(total=n * len(positions), desc="colorfid tiles", unit="tile", disable=disable, leave=False) as bar:
         for i in range(n):
-            acc = torch.zeros((c, h, w), dtype=acc_dtype)
-            wsum = torch.zeros((1, h, w), dtype=acc_dtype)
+            acc = result[i]
             img = batch[i]
             for group in _batches(positions, batch_size):
                 tiles = torch.stack([img[:, y : y + th, x : x + tw] for y, x in group])
                 out = forward(tiles)
                 for (y, x), t in zip(group, out):
-                    wt = wy[y][:, None] * wx[x][None, :]
-                    acc[:, y : y + th, x : x + tw] += t * wt
-                    wsum[:, y : y + th, x : x + tw] += wt
+                    acc[:, y : y + th, x : x + tw] += t * (wy[y][:, None] * wx[x][None, :])
                 bar.update(len(group))
-            result[i] = acc / wsum
+            for r0 in range(0, h, band):  # normalise a band of rows at a time
+                acc[:, r0 : r0 + band] /= (wy_total[r0 : r0 + band, None] * wx_total[None, :]).to(acc_dtype)
     return result

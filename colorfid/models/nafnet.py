@@ -35,6 +35,8 @@ from torch import Tensor, nn
 from ..errors import ShapeError, UsageError
 
 __all__ = [
+    "nafnet_size",
+    "nafnet_state_shapes",
     "LayerNorm2d",
     "SimpleGate",
     "LocalAvgPool2d",
@@ -43,6 +45,73 @@ __all__ = [
     "NAFNetLocal",
     "nafnet_tlc_kernel_sizes",
 ]
+
+
+#: Tensors of one NAFBlock on c channels (name -> shape as a function of c), as NAFBlock builds them
+#: with the published expansions (dw_expand = ffn_expand = 2).
+_BLOCK = (
+    ("conv1.weight", lambda c: (2 * c, c, 1, 1)), ("conv1.bias", lambda c: (2 * c,)),
+    ("conv2.weight", lambda c: (2 * c, 1, 3, 3)), ("conv2.bias", lambda c: (2 * c,)),
+    ("conv3.weight", lambda c: (c, c, 1, 1)), ("conv3.bias", lambda c: (c,)),
+    ("sca.1.weight", lambda c: (c, c, 1, 1)), ("sca.1.bias", lambda c: (c,)),
+    ("conv4.weight", lambda c: (2 * c, c, 1, 1)), ("conv4.bias", lambda c: (2 * c,)),
+    ("conv5.weight", lambda c: (c, c, 1, 1)), ("conv5.bias", lambda c: (c,)),
+    ("norm1.weight", lambda c: (c,)), ("norm1.bias", lambda c: (c,)),
+    ("norm2.weight", lambda c: (c,)), ("norm2.bias", lambda c: (c,)),
+    ("beta", lambda c: (1, c, 1, 1)), ("gamma", lambda c: (1, c, 1, 1)),
+)
+
+
+def _block_params(c: int) -> int:
+    return 7 * c * c + 33 * c  # the sum of _BLOCK's shapes
+
+
+def nafnet_size(config: dict) -> tuple[int, int]:
+    """(tensors, parameters) of ``NAFNet(**config)``, computed from the configuration alone in
+    O(stages): nothing is built, so a configuration read off a crafted checkpoint can be judged
+    before anything is allocated. Equal to ``len(state_dict())`` and the parameter count of the
+    built network (tested)."""
+    img, width = int(config["img_channel"]), int(config["width"])
+    enc, dec = [int(n) for n in config["enc_blk_nums"]], [int(n) for n in config["dec_blk_nums"]]
+    middle = int(config["middle_blk_num"])
+    keys = 4 + 18 * (sum(enc) + middle + sum(dec)) + 2 * len(enc) + len(dec)
+    params = width * img * 9 + width + img * width * 9 + img
+    chan = width
+    for n in enc:
+        params += n * _block_params(chan) + 2 * chan * chan * 4 + 2 * chan
+        chan *= 2
+    params += middle * _block_params(chan)
+    for n in dec:
+        params += 2 * chan * chan
+        chan //= 2
+        params += n * _block_params(chan)
+    return keys, params
+
+
+def nafnet_state_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """Every state-dict key of ``NAFNet(**config)`` and its shape, without building the network
+    (the official names; equal to ``{k: v.shape for k, v in NAFNet(**config).state_dict().items()}``,
+    tested). Linear in the number of blocks: judge :func:`nafnet_size` first."""
+    img, width = int(config["img_channel"]), int(config["width"])
+    out: dict[str, tuple[int, ...]] = {"intro.weight": (width, img, 3, 3), "intro.bias": (width,),
+                                       "ending.weight": (img, width, 3, 3), "ending.bias": (img,)}
+
+    def blocks(prefix: str, n: int, c: int) -> None:
+        for i in range(n):
+            for name, shape in _BLOCK:
+                out[f"{prefix}.{i}.{name}"] = shape(c)
+
+    chan = width
+    for s, n in enumerate(config["enc_blk_nums"]):
+        blocks(f"encoders.{s}", int(n), chan)
+        out[f"downs.{s}.weight"], out[f"downs.{s}.bias"] = (2 * chan, chan, 2, 2), (2 * chan,)
+        chan *= 2
+    blocks("middle_blks", int(config["middle_blk_num"]), chan)
+    for s, n in enumerate(config["dec_blk_nums"]):
+        out[f"ups.{s}.0.weight"] = (2 * chan, chan, 1, 1)
+        chan //= 2
+        blocks(f"decoders.{s}", int(n), chan)
+    return out
 
 
 class LayerNorm2d(nn.Module):

@@ -20,7 +20,8 @@ rows, provenance); :func:`load_history` reads them back; :func:`write_report` pl
 
 Rooms: :mod:`~colorfid.report.inputs`, :mod:`~colorfid.report.history`,
 :mod:`~colorfid.report.numbers`, :mod:`~colorfid.report.maps`, :mod:`~colorfid.report.svg`,
-:mod:`~colorfid.report.cards`, :mod:`~colorfid.report.matrix`, :mod:`~colorfid.report.page`;
+:mod:`~colorfid.report.cards`, :mod:`~colorfid.report.matrix`, :mod:`~colorfid.report.page`,
+:mod:`~colorfid.report.folder` (the report folder: staging, the atomic swap, what colorfid owns);
 the templates are in ``colorfid/templates/``. The ``colorfid report`` command is in
 :mod:`colorfid.cli`.
 """
@@ -31,10 +32,11 @@ from .cards import GREY_COLLAPSE_CRITICAL, GREY_COLLAPSE_WARN, OUTPUT_LONG_EDGE,
 from .history import HISTORY_SCHEMA, HISTORY_SCHEMA_VERSION, append_history, history_record, load_history
 from .maps import DE00_SCALE, HUE_SCALE, SAT_MAP_MIN_GT, SAT_SCALE
 from .matrix import DEFAULT_MATRIX_METRICS
-from .page import MAX_REPORT_BYTES, TABLE_METRICS, write_report
+from .page import MAX_REPORT_BYTES, TABLE_METRICS, check_report_dir, write_report
 
 __all__ = [
     "write_report",
+    "check_report_dir",
     "append_history",
     "load_history",
     "history_record",

@@ -11,6 +11,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .._files import safe_name
 from .._format import finite
 from ..errors import ImageReadError
 from .inputs import Run, resolve_path
@@ -155,7 +156,8 @@ def build_cards(
                     tensors[key] = t
                     pic.arr = downscale(to_uint8(t), OUTPUT_LONG_EDGE)  # keep only what is embedded
                     if full_dir is not None:
-                        pic.full = _side_copy(p, full_dir / slug(set_name) / f"{slug(card.name)}_{key}{p.suffix}", out_dir)
+                        pic.full = _side_copy(p, full_dir / safe_name(set_name) / f"{safe_name(card.name)}_{key}{p.suffix.lower()}",
+                                              out_dir)
                 except (ImageReadError, OSError) as exc:
                     pic.note = f"unreadable: {exc}"
             if key == "baseline" and p is None and not base_imgs:
@@ -171,7 +173,7 @@ def build_cards(
             ):
                 pic = Pic(key, label, downscale(arr, OUTPUT_LONG_EDGE))
                 if full_dir is not None:
-                    pic.full = _side_png(arr, full_dir / slug(set_name) / f"{slug(card.name)}_{key}.png", out_dir)
+                    pic.full = _side_png(arr, full_dir / safe_name(set_name) / f"{safe_name(card.name)}_{key}.png", out_dir)
                 card.maps[key] = pic
             npx = pred.shape[-1] * pred.shape[-2]
             card.map_notes = {

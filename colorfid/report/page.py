@@ -5,17 +5,17 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .._files import atomic_write_text, json_default, utc_now
+from .._files import json_default, utc_now
 from .._format import finite, sig
 from .._version import __version__
 from ..errors import ColorfidWarning, ConfigError, UsageError
 from ..metrics import get_metric
 from .cards import Card, build_cards, card_flags, encode_cards, slug, worst_first
+from .folder import check_report_dir, staged_report
 from .history import load_history
 from ..results import AGGREGATE_STATS, stat_label
 from .inputs import Run, agg_value, as_base, as_run, gate_dict
@@ -24,7 +24,7 @@ from .matrix import build_matrix, build_trends, trend_points
 from .numbers import direction_text
 from .svg import Ids, colorbar
 
-__all__ = ["TABLE_METRICS", "MAX_REPORT_BYTES", "write_report"]
+__all__ = ["TABLE_METRICS", "MAX_REPORT_BYTES", "write_report", "check_report_dir"]
 
 #: Columns of the per-image table (those present in the results).
 TABLE_METRICS = (
@@ -119,6 +119,10 @@ def write_report(
         Folder to write; created if missing. Receives ``index.html``, ``results.json`` (the
         detailed checkpoint's results, linked from the header), ``gate.json`` when a gate report is
         given, and with ``full_size=True`` a ``full/`` folder of full-resolution images and maps.
+        The report is staged and swapped in whole (:mod:`colorfid.report.folder`): readers see
+        the previous report or the new one, never a mixture, whatever happens to the writer;
+        files colorfid did not write are never replaced or deleted
+        (:class:`~colorfid.errors.OutputError` when the report needs their name).
     gate_report:
         ``colorfid.gate.GateReport`` (or its ``to_dict()``) of the detailed checkpoint: fills the
         matrix's bounds and verdicts and the overall verdict. Without it the matrix shows the
@@ -170,10 +174,18 @@ def write_report(
             )
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with staged_report(out, gate=gate is not None, full_size=full_size) as stage:
+        _write_into(stage, run, runs, base, gate, hist, worst_k, metric, full_size)
+    return out / "index.html"
+
+
+def _write_into(
+    stage: Path, run: Run, runs: list[Run], base: Run | None, gate: dict[str, Any] | None,
+    hist: list[dict[str, Any]], worst_k: int, metric: str, full_size: bool,
+) -> None:
+    """Render the report into the (empty) staging folder ``stage``."""
+    out = stage
     full_dir = out / "full" if full_size else None
-    if full_dir is not None and full_dir.exists():
-        shutil.rmtree(full_dir)
 
     protocol = dict(run.data.get("protocol") or {})
     matrix = build_matrix(run, base, gate)
@@ -231,8 +243,6 @@ def write_report(
         (out / "gate.json").write_text(
             json.dumps(gate, indent=1, allow_nan=False, default=json_default, ensure_ascii=False), encoding="utf-8"
         )
-    else:
-        (out / "gate.json").unlink(missing_ok=True)  # a previous report's verdict is not this one's
 
     prov = run.provenance
     base_prov = base.provenance if base is not None else {}
@@ -277,10 +287,9 @@ def write_report(
     size = len(text.encode("utf-8"))
     if size > MAX_REPORT_BYTES:
         warnings.warn(
-            f"report {index} is {size / 1e6:.1f} MB, over the {MAX_REPORT_BYTES / 1e6:.0f} MB aim even with "
+            f"report {index.name} is {size / 1e6:.1f} MB, over the {MAX_REPORT_BYTES / 1e6:.0f} MB aim even with "
             f"images at {_ENCODE_LADDER[-1][0]} px; lower worst_k or the number of sets",
             ColorfidWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    atomic_write_text(index, text)
-    return index
+    index.write_text(text, encoding="utf-8")

@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import StressSetError, UnknownNameError
-from .sets import CheckMode, Kind, StressSet, load_stress_set
+from ..errors import StressSetError, UnknownNameError, UsageError
+from .sets import CheckMode, Kind, StressSet, is_set_folder, load_stress_set, set_folders
 
 __all__ = ["BUNDLED_SETS", "golden_dir", "stress_dir", "training_dir", "bundled_training_set", "bundled_set_names",
            "bundled_set", "resolve_sets"]
@@ -74,10 +74,6 @@ def _looks_like_path(spec: str) -> bool:
     return any(c in spec for c in ("/", "\\", os.sep)) or spec.startswith(("~", ".")) or spec.endswith(os.sep)
 
 
-def _is_set_folder(p: Path) -> bool:
-    return (p / "gt").is_dir() or (p / "lq").is_dir() or (p / "pred").is_dir()
-
-
 def resolve_sets(
     specs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
     *,
@@ -93,15 +89,18 @@ def resolve_sets(
       that is not a bundled name is taken as a folder when one exists by that name; write
       ``./photos`` to prefer your folder over the bundled ``photos``;
     - ``NAME=PATH`` to give a folder another set name (``"kitchens=/data/val_hard"``);
-    - a path to a folder of set folders (each sub-folder with ``gt/`` becomes a set).
+    - a path to a folder of set folders: every visible sub-folder must be a set (one that is
+      not is an error, see :func:`colorfid.stress.sets.set_folders`).
 
     ``None`` means every bundled set.
 
     Raises:
         UnknownNameError: a bare name that is neither bundled nor an existing folder (the
             message lists the bundled names).
-        StressSetError: a path that does not exist or is not a stress set; two sets with one
-            name; no set at all; any set that fails :func:`load_stress_set`.
+        StressSetError: a path that does not exist or is not a stress set; a folder of sets with
+            a sub-folder that is not one; two sets with one name; no set at all; any set that
+            fails :func:`load_stress_set`.
+        UsageError: an empty name.
     """
     if specs is None:
         names = bundled_set_names()
@@ -121,6 +120,8 @@ def resolve_sets(
             target = Path(spec)
         else:
             s = str(spec)
+            if not s.strip():
+                raise UsageError(f"a stress set name or folder is empty ({spec!r}); name the sets to run")
             if "=" in s and not _looks_like_path(s.split("=", 1)[0]) and s.split("=", 1)[0]:
                 set_name, s = s.split("=", 1)
             if set_name is None and not _looks_like_path(s):
@@ -143,10 +144,10 @@ def resolve_sets(
             raise StressSetError(f"stress set folder {str(target)!r} does not exist")
         if not target.is_dir():
             raise StressSetError(f"stress set path {str(target)!r} is not a folder")
-        if _is_set_folder(target):
+        if is_set_folder(target):
             out.append(load_stress_set(target, kind=kind, name=set_name, check=check))
             continue
-        subs = sorted(p for p in target.iterdir() if p.is_dir() and not p.name.startswith(".") and _is_set_folder(p))
+        subs = set_folders(target)
         if not subs:
             raise StressSetError(
                 f"{str(target)!r} is not a stress set: it has no gt/ + lq/ (or pred/) folders, "

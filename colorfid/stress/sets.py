@@ -1,5 +1,14 @@
-"""Stress-set folders: discovery, pairing by file stem, ``set.toml``, validation (every offender
-listed in one :class:`~colorfid.errors.StressSetError`), and predictions attached to a set."""
+"""Stress-set folders: what a set is (:func:`set_folders`, :func:`load_stress_set`), pairing by
+file stem, ``set.toml``, validation (every offender listed in one
+:class:`~colorfid.errors.StressSetError`), and predictions attached to a set.
+
+The one rule of what a set is: a folder with ``gt/`` and ``lq/`` and/or ``pred/`` (lower case).
+In a folder of sets every visible sub-folder must be one; in ``gt/``, ``lq/`` and ``pred/``
+every visible entry must be an image colorfid reads. What is not is refused, never skipped: a
+folder in a folder of sets that is no set (``photoss/``, a set with ``GT/``), a side folder or a
+``set.toml`` in another case, a dangling link or a folder where an image should be, an image in
+a format colorfid does not read. Hidden entries (``.*``) and files that are not images (``.xmp``
+sidecars, notes) are left alone and listed in :attr:`StressSet.ignored`."""
 
 from __future__ import annotations
 
@@ -10,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Literal, Mapping, Sequence
 
-from ..errors import StressSetError, UnknownNameError
+from ..errors import ImageTooLargeError, StressSetError, UnknownNameError
 
 try:  # Python >= 3.11
     import tomllib as _toml
@@ -18,10 +27,17 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as _toml  # type: ignore[no-redef]
 
 __all__ = ["IMAGE_SUFFIXES", "SET_TOML_KEYS", "Kind", "CheckMode", "Pair", "StressSet", "load_stress_set",
-           "attach_predictions"]
+           "attach_predictions", "is_set_folder", "set_folders", "not_a_set"]
 
 #: File suffixes (lower-case) that count as images in ``gt/``, ``lq/`` and ``pred/``.
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+#: Image formats colorfid does not read: such a file where images belong is an error, not a skip
+#: (with every other suffix Pillow knows as an image format).
+OTHER_IMAGE_SUFFIXES: tuple[str, ...] = (
+    ".gif", ".heic", ".heif", ".avif", ".jxl", ".jp2", ".j2k", ".exr", ".hdr", ".dng", ".cr2", ".cr3", ".nef", ".arw",
+    ".raf", ".orf", ".rw2", ".psd", ".tga", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".svg",
+)
 
 #: Top-level keys ``set.toml`` may hold. ``description`` is a string; ``protocol`` overrides
 #: :class:`colorfid.metrics.MetricProtocol` fields for this set; ``degradation`` and
@@ -209,12 +225,16 @@ def _read_set_toml(path: Path, problems: list[str]) -> dict[str, Any]:
             if k not in known:
                 continue
             want = known[k]
-            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+            try:
+                ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+            except OverflowError:  # an integer beyond float range
+                ok = False
+                v = f"an integer of {len(str(abs(v)))} digits"
             if want is int:
                 ok = ok and isinstance(v, int)
             if not ok:
                 what = "an integer" if want is int else "a finite number"
-                problems.append(f"{path}: [protocol] {k} must be {what}, got {v!r}")
+                problems.append(f"{path}: [protocol] {k} must be {what}, got {v if isinstance(v, str) and 'digits' in v else repr(v)}")
     return data
 
 
@@ -222,49 +242,67 @@ def _read_set_toml(path: Path, problems: list[str]) -> dict[str, Any]:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from the header, after EXIF orientation; the file's structure is checked
-    (PNG chunk CRCs, truncation) without decoding pixels. Raises on anything unreadable."""
-    from PIL import Image
+    """(height, width) from the header after orientation, as :func:`colorfid.io.read_image` will
+    return the pixels; the pixel limit and the file's structure (PNG chunk CRCs, truncation) are
+    checked without decoding pixels. Raises on anything unreadable or too large."""
+    from ..io import read_header
 
-    with Image.open(path) as im:
-        w, h = im.size
-        orientation = 1
-        if im.format != "PNG" or "exif" in im.info:  # PNG getexif() would decode the pixels
-            orientation = int(im.getexif().get(0x0112, 1) or 1)
-        im.verify()
-    if orientation in (5, 6, 7, 8):
-        w, h = h, w
-    if w < 1 or h < 1:
-        raise ValueError(f"empty image ({w}x{h})")
-    return h, w
+    head = read_header(path)
+    return head.height, head.width
 
 
 def _decode_size(path: Path) -> tuple[int, int]:
     """(height, width) by decoding the whole file with colorfid.io (the gate's own reader)."""
-    try:
-        from ..io import read_image
-    except ImportError:  # pragma: no cover - io not installed: fall back to Pillow
-        from PIL import Image, ImageOps
+    from ..io import read_image
 
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            im.load()
-            return im.size[1], im.size[0]
     t = read_image(path)
     return int(t.shape[-2]), int(t.shape[-1])
 
 
+def _image_suffixes_elsewhere() -> set[str]:
+    try:
+        from PIL import Image
+
+        known = {k.lower() for k in Image.registered_extensions()}
+    except Exception:  # noqa: BLE001 - Pillow's registry is a hint only
+        known = set()
+    return (known | set(OTHER_IMAGE_SUFFIXES)) - set(IMAGE_SUFFIXES)
+
+
 def _list_images(folder: Path, side: str, problems: list[str], ignored: list[Path]) -> dict[str, Path]:
-    """stem -> file in ``folder``; duplicates / empty folder recorded as problems."""
+    """stem -> file in ``folder``. Refused (recorded as problems, never skipped): a dangling
+    link, a folder where an image belongs, an image format colorfid does not read, two files
+    with one stem, an empty folder. Hidden entries and files that are no images are ignored."""
     by_stem: dict[str, list[Path]] = {}
     try:
         entries = sorted(folder.iterdir())
     except OSError as exc:
         problems.append(f"{side}/ cannot be listed: {exc}")
         return {}
+    foreign = _image_suffixes_elsewhere()
     for p in entries:
-        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
+        if p.name.startswith("."):
             ignored.append(p)
+            continue
+        suffix = p.suffix.lower()
+        if p.is_symlink() and not p.exists():
+            problems.append(f"{side}/{p.name} is a dangling link (to {os.readlink(p)!r}): the image it named is gone")
+            continue
+        if p.is_dir():
+            if suffix in IMAGE_SUFFIXES or suffix in foreign:
+                problems.append(f"{side}/{p.name} is a folder, not an image")
+            else:
+                problems.append(f"{side}/{p.name}/ is a folder inside {side}/: images belong directly in {side}/")
+            continue
+        if not p.is_file():
+            problems.append(f"{side}/{p.name} is not a regular file")
+            continue
+        if suffix not in IMAGE_SUFFIXES:
+            if suffix in foreign:
+                problems.append(f"{side}/{p.name}: colorfid does not read {suffix} images (it reads "
+                                f"{', '.join(IMAGE_SUFFIXES)}); convert it or move it out of the set")
+            else:
+                ignored.append(p)
             continue
         by_stem.setdefault(p.stem, []).append(p)
     dups = {s: ps for s, ps in by_stem.items() if len(ps) > 1}
@@ -276,6 +314,56 @@ def _list_images(folder: Path, side: str, problems: list[str], ignored: list[Pat
             + (f"; found {[p.name for p in ignored if p.parent == folder][:5]}" if ignored else "")
         )
     return {s: ps[0] for s, ps in by_stem.items() if len(ps) == 1}
+
+
+def _case_variants(root: Path, problems: list[str]) -> None:
+    """Side folders and ``set.toml`` written in another case (``GT/``, ``Set.toml``): on a
+    case-sensitive file system colorfid would not see them."""
+    try:
+        names = [p.name for p in root.iterdir()]
+    except OSError:
+        return
+    for n in sorted(names):
+        low = n.lower()
+        if low in _SIDES and n != low and (root / n).is_dir():
+            problems.append(f"found {n}/: colorfid reads the lower-case {low}/ (side folders are gt/, lq/, pred/)")
+        elif low == "set.toml" and n != "set.toml":
+            problems.append(f"found {n}: colorfid reads set.toml (lower case); rename it")
+
+
+def is_set_folder(path: Path) -> bool:
+    """Does ``path`` look like a stress set: ``gt/``, ``lq/`` or ``pred/`` in any case? (Whether
+    it is a valid one is :func:`load_stress_set`'s to say, naming what is wrong.)"""
+    try:
+        return any(p.is_dir() and p.name.lower() in _SIDES for p in Path(path).iterdir())
+    except OSError:
+        return False
+
+
+def not_a_set(path: Path) -> str:
+    """Why the folder ``path`` is not a stress set, for messages."""
+    try:
+        content = sorted(p.name + ("/" if p.is_dir() else "") for p in path.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        return f"{path} cannot be listed: {exc}"
+    shown = ", ".join(content[:6]) + (" ..." if len(content) > 6 else "")
+    return f"{path} is not a stress set: no gt/ with lq/ or pred/ (it holds {shown or 'nothing'})"
+
+
+def set_folders(parent: Path, *, accept: Any = None) -> list[Path]:
+    """The stress sets in a folder of sets: every visible sub-folder, sorted; each must be a set
+    (:func:`is_set_folder`) or pass ``accept(folder)``. Anything else is refused, listing every
+    offender (StressSetError): a typo'd or half-made set must not make the gate pass on fewer
+    sets. Hidden folders (``.git``) and files are left alone."""
+    subs = sorted(p for p in Path(parent).iterdir() if p.is_dir() and not p.name.startswith("."))
+    bad = [p for p in subs if not is_set_folder(p) and not (accept is not None and accept(p))]
+    if bad:
+        lines = "\n".join(f"  - {not_a_set(p)}" for p in bad)
+        raise StressSetError(
+            f"{parent} is a folder of stress sets, but {len(bad)} of its sub-folders are not sets; colorfid runs "
+            f"every set of the folder or none (move them out, fix them, or name the sets one by one):\n{lines}"
+        )
+    return subs
 
 
 def _fmt_names(names: Sequence[str], limit: int = 20) -> str:
@@ -339,13 +427,19 @@ def load_stress_set(
     if toml_path.exists():
         meta = _read_set_toml(toml_path, problems)
 
+    _case_variants(root, problems)
     present = {s: (root / s).is_dir() for s in _SIDES}
     if not present["gt"]:
         problems.append("missing gt/ folder (the target images)")
     if not present["lq"] and not present["pred"]:
         problems.append("neither lq/ (model inputs) nor pred/ (saved predictions) exists")
     if kind is not None and not present[kind] and (present["lq"] or present["pred"]):
-        problems.append(f"kind={kind!r} asked for, but there is no {kind}/ folder")
+        if kind == "lq":
+            problems.append("no lq/ folder: a model runs on lq/ (its inputs), and this set holds saved predictions "
+                            "(pred/) only; gate those with --predictions / --colorfid-predictions, or add lq/")
+        else:
+            problems.append("no pred/ folder: gating saved predictions needs pred/, and this set holds model inputs "
+                            "(lq/) only; run a model on it (--checkpoint), or add pred/")
     if problems and (not present["gt"] or not (present["lq"] or present["pred"])):
         _raise(set_name, root, problems)
     chosen: Kind = kind if kind is not None else ("pred" if present["pred"] else "lq")
@@ -371,6 +465,8 @@ def load_stress_set(
                 p = files[s][stem]
                 try:
                     sizes[p] = reader(p)
+                except ImageTooLargeError as exc:
+                    problems.append(f"image too large: {s}/{p.name}: {exc}")
                 except Exception as exc:  # noqa: BLE001 - any reader failure = unreadable
                     problems.append(f"unreadable image {s}/{p.name}: {type(exc).__name__}: {exc}")
         for stem in common:
@@ -437,6 +533,8 @@ def attach_predictions(
             reader = _image_size if check == "header" else _decode_size
             try:
                 size = reader(p)
+            except ImageTooLargeError as exc:
+                problems.append(f"prediction too large: {exc}")
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"unreadable prediction {p}: {type(exc).__name__}: {exc}")
             else:

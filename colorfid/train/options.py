@@ -160,7 +160,10 @@ def _number(ctx: _Ctx, key: str, value: Any) -> float:
     if isinstance(value, bool):
         raise ctx.error(key, "expected a number", value)
     if isinstance(value, (int, float)):
-        out = float(value)
+        try:
+            out = float(value)
+        except OverflowError:  # an integer beyond float range
+            raise ctx.error(key, "expected a finite number", f"an integer of {len(str(abs(value)))} digits") from None
     elif isinstance(value, str):
         try:
             out = float(value.strip())

@@ -75,10 +75,27 @@ def build_network(opt: Mapping[str, Any]) -> nn.Module:
     if bad:
         raise ConfigError(f"{opt['source']}: network_g: {kind} has no argument(s) {', '.join(bad)}; "
                           f"its arguments: {', '.join(params)}")
+    _check_network_budget(opt["source"], kind, spec, params)
     try:
         return cls(**spec)
     except (UsageError, TypeError, ValueError) as exc:
         raise ConfigError(f"{opt['source']}: network_g: {exc}") from exc
+
+
+def _check_network_budget(source: Any, kind: str, spec: Mapping[str, Any], params: Mapping[str, Any]) -> None:
+    """ConfigError before anything is built when ``network_g`` implies more blocks or parameters
+    than colorfid builds (:func:`colorfid.models.checkpoint.check_nafnet_budget`,
+    ``$COLORFID_MAX_PARAMS``): a 200,000-block configuration fails at once, not after minutes."""
+    from ..models.checkpoint import check_nafnet_budget
+
+    config = {k: spec.get(k, params[k].default) for k in ("img_channel", "width", "middle_blk_num", "enc_blk_nums",
+                                                          "dec_blk_nums")}
+    try:
+        [int(config[k]) for k in ("img_channel", "width", "middle_blk_num")]
+        [int(n) for k in ("enc_blk_nums", "dec_blk_nums") for n in config[k]]
+    except (TypeError, ValueError, OverflowError):
+        return  # malformed arguments: the constructor names them
+    check_nafnet_budget(config, source=f"{source}: network_g", what=f"this {kind}", error=ConfigError)
 
 
 def load_pretrained(net: nn.Module, path: Path, param_key: str, strict: bool) -> str | None:

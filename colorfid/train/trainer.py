@@ -46,7 +46,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .._files import plain
+from .._files import check_output_dir, plain
 from .._format import short
 from ..errors import CheckpointError, ColorfidWarning, ConfigError, TrainingError, UsageError
 from ..losses.pixel import CharbonnierLoss, L1Loss, MSELoss, PSNRLoss
@@ -146,6 +146,7 @@ class Trainer:
                 warnings.warn(note, ColorfidWarning, stacklevel=2)
         self.total_iter: int = tr["total_iter"]
         self.root: Path = paths["experiments_root"]
+        check_output_dir(self.root, "experiments folder (path.experiments_root)")  # before anything is built
         self.models_dir: Path = paths["models"]
         self.states_dir: Path = paths["training_states"]
 
