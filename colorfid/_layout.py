@@ -20,11 +20,22 @@ from torch import Tensor
 
 from ._select import is_compiling
 
-__all__ = ["CHUNK", "layout", "deinterleave_index", "deinterleave", "chunked_pairs"]
+__all__ = ["CHUNK", "DEVICE_CHUNK", "chunk_pixels", "layout", "deinterleave_index", "deinterleave", "chunked_pairs"]
 
-#: Pixels per chunk of no-gradient per-pixel work: temporaries of 256 KiB-512 KiB stay in cache
-#: instead of costing a fresh multi-MB allocation (and its page faults) per operation.
+#: Pixels per chunk of no-gradient per-pixel work on the CPU: temporaries of 256 KiB-512 KiB stay
+#: in cache instead of costing a fresh multi-MB allocation (and its page faults) per operation.
 CHUNK = 1 << 16
+#: The same on other devices (CUDA, MPS): there is no such cache to fit, and every operation of
+#: every chunk costs a kernel launch (microseconds), so chunks only bound memory (16-32 MiB
+#: temporaries).
+DEVICE_CHUNK = 1 << 22
+
+
+def chunk_pixels(device: torch.device, cpu: int = CHUNK) -> int:
+    """Pixels (or output pixels) per chunk of no-gradient work on ``device``: ``cpu`` (default
+    :data:`CHUNK`) on the CPU, :data:`DEVICE_CHUNK` elsewhere. Chunking never changes a
+    per-pixel value."""
+    return cpu if device.type == "cpu" else DEVICE_CHUNK
 
 
 def layout(x: Tensor, d: int) -> tuple[Tensor, bool]:

@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from . import _heap
-from ._layout import CHUNK, deinterleave_index, layout
+from ._layout import CHUNK, chunk_pixels, deinterleave_index, layout
 from ._select import above, below, is_compiling, nonzero, where
 from ._tensors import REDUCED, channel_dim, check_float, finish
 from .errors import DTypeError, RangeError
@@ -366,13 +366,14 @@ def _pixelwise(fn: Callable[[Tensor, int], Tensor], x: Tensor, d: int) -> Tensor
         return fn(x, d)
     lead = int(math.prod(x.shape[:d]))
     flat = x.reshape(lead, 3, -1)
-    if lead == 1 and flat.shape[-1] <= CHUNK:
+    step = chunk_pixels(x.device)
+    if lead == 1 and flat.shape[-1] <= step:
         return fn(flat[0], 0).reshape(x.shape)
     out = torch.empty_like(flat)
     with torch.no_grad():
         for i in range(lead):
-            for s in range(0, flat.shape[-1], CHUNK):
-                out[i, :, s : s + CHUNK] = fn(flat[i, :, s : s + CHUNK], 0)
+            for s in range(0, flat.shape[-1], step):
+                out[i, :, s : s + step] = fn(flat[i, :, s : s + step], 0)
     return out.reshape(x.shape)
 
 

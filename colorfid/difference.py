@@ -57,7 +57,7 @@ import torch
 from torch import Tensor
 
 from . import _heap
-from ._layout import CHUNK, chunked_pairs
+from ._layout import chunk_pixels, chunked_pairs
 from ._select import and_, below, gt, lt, ne0, not_, or_, plus_minus, safe, where, zero_unless
 from ._tensors import REDUCED, channel_dim, check_float, finish
 from .color import safe_hypot, safe_sqrt
@@ -393,8 +393,9 @@ def delta_e_2000(
     The per-pixel ΔE00 map (channel dim removed), >= 0, exactly 0 where the inputs are equal,
     exactly symmetric in its arguments.
 
-    Without gradients the eager path works in chunks of 2^16 pixels (cache-resident temporaries),
-    so memory stays bounded (a few MiB of working set, plus the output). Memory layout: the planes
+    Without gradients the eager path works in chunks of 2^16 pixels on the CPU (cache-resident
+    temporaries; 2^22 on GPUs, where every chunk costs kernel launches), so memory stays bounded
+    (a few MiB of working set on the CPU, plus the output). Memory layout: the planes
     of a contiguous tensor are read in place; a tensor whose channels are innermost in memory (a
     ``(3, H, W)`` view of an ``(H, W, 3)`` array, ``channels_last``) is de-interleaved one chunk
     at a time (slower: the transpose is a separate pass over memory); any other layout is copied
@@ -412,8 +413,9 @@ def delta_e_2000(
             kernel = _compiled_kernel(lab1.device, lab1.dtype)
             if kernel is not None:
                 return finish(chunked_pairs(lab1, lab2, d, kernel, _FUSED_CHUNK, True, k), dtype)
-        if lab1.numel() // 3 <= CHUNK:
+        step = chunk_pixels(lab1.device)
+        if lab1.numel() // 3 <= step:
             L1, a1, b1 = lab1.unbind(d)
             L2, a2, b2 = lab2.unbind(d)
             return finish(ciede2000(L1, a1, b1, L2, a2, b2, *k), dtype)
-        return finish(chunked_pairs(lab1, lab2, d, _ciede2000_into, CHUNK, False, k), dtype)
+        return finish(chunked_pairs(lab1, lab2, d, _ciede2000_into, step, False, k), dtype)

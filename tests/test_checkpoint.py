@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import pickle
 from collections import OrderedDict
@@ -265,8 +266,13 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert _same_weights(load_model(path), first)
 
 
-def test_save_strips_data_parallel_prefix(tmp_path):
+def test_save_strips_data_parallel_prefix(tmp_path, monkeypatch):
+    # the wrapper as on a CPU-only machine (on a GPU box DataParallel would move the model to cuda:0)
+    # (the module, not the function torch.nn.parallel.data_parallel that shadows it)
+    monkeypatch.setattr(importlib.import_module("torch.nn.parallel.data_parallel"), "_get_available_device_type",
+                        lambda: None)
     wrapped = torch.nn.DataParallel(_model())
+    assert next(wrapped.parameters()).device.type == "cpu"
     path = save_model(wrapped, tmp_path / "dp.pth")
     keys = list(torch.load(path, weights_only=True)["params"])
     assert keys and not any(k.startswith("module.") for k in keys)

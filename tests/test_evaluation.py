@@ -81,7 +81,7 @@ def lq_set(tmp_path):
 
 
 def test_results_schema_v1_and_json_roundtrip(lq_set, tmp_path):
-    r = evaluate("identity", [lq_set], cache_dir=tmp_path / "c", progress=False)
+    r = evaluate("identity", [lq_set], cache_dir=tmp_path / "c", progress=False, device="cpu")
     d = r.to_dict()
     text = json.dumps(d, allow_nan=False)  # plain types, no NaN
     assert d["schema"] == "colorfid.results" and d["schema_version"] == 2 and d["aggregate_stats"]["tail95"] == "95 % of images at least this good"
@@ -104,7 +104,7 @@ def test_results_schema_v1_and_json_roundtrip(lq_set, tmp_path):
 
 
 def test_identity_metrics_equal_direct_metric_calls(lq_set, tmp_path):
-    r = evaluate(IdentityModel(), [lq_set], cache_dir=tmp_path / "c", progress=False)
+    r = evaluate(IdentityModel(), [lq_set], cache_dir=tmp_path / "c", progress=False, device="cpu")
     for im in r.sets["walls"]["images"]:
         direct = image_metrics(_read(im["lq"]), _read(im["gt"]))
         for k, v in direct.items():
@@ -116,7 +116,7 @@ def test_identity_metrics_equal_direct_metric_calls(lq_set, tmp_path):
 
 
 def test_aggregates_match_numpy(lq_set, tmp_path):
-    r = evaluate("identity", [lq_set], cache_dir=tmp_path / "c", progress=False)
+    r = evaluate("identity", [lq_set], cache_dir=tmp_path / "c", progress=False, device="cpu")
     s = r.sets["walls"]
     for metric, spec in METRICS.items():
         vals = np.array([im["metrics"][metric] for im in s["images"] if im["metrics"][metric] is not None])
@@ -142,7 +142,7 @@ def test_aggregates_match_numpy(lq_set, tmp_path):
 def test_identical_and_grey_images_hand_derived(tmp_path):
     same = make_set(tmp_path, "same", factor=1.0, n=2)
     grey = make_set(tmp_path, "grey", factor=1.0, n=2, grey=True)
-    r = evaluate("identity", [same, grey], cache_dir=tmp_path / "c", progress=False)
+    r = evaluate("identity", [same, grey], cache_dir=tmp_path / "c", progress=False, device="cpu")
     a = r.sets["same"]["aggregate"]
     assert a["de00_max"]["worst"] == 0.0 and a["sat_ratio_hc"]["mean"] == pytest.approx(1.0)
     assert a["psnr"]["mean"] == PSNR_CAP_DB  # identical: infinite PSNR, recorded as the cap
@@ -154,22 +154,22 @@ def test_identical_and_grey_images_hand_derived(tmp_path):
 
 def test_output_cache_hits_give_identical_results(lq_set, tmp_path):
     m = Counting()
-    r1 = evaluate(m, [lq_set], cache_dir=tmp_path / "c", cache_key="counting-v1", progress=False)
+    r1 = evaluate(m, [lq_set], cache_dir=tmp_path / "c", cache_key="counting-v1", progress=False, device="cpu")
     assert m.calls == 3
-    r2 = evaluate(m, [lq_set], cache_dir=tmp_path / "c", cache_key="counting-v1", progress=False)
+    r2 = evaluate(m, [lq_set], cache_dir=tmp_path / "c", cache_key="counting-v1", progress=False, device="cpu")
     assert m.calls == 3  # all from the cache
     assert r1.sets == r2.sets
     # A changed input image is a miss for that image only.
     g = _gt(1)
     _png(lq_set / "lq" / "im1.png", g * 0.5)
-    evaluate(m, [lq_set], cache_dir=tmp_path / "c", cache_key="counting-v1", progress=False)
+    evaluate(m, [lq_set], cache_dir=tmp_path / "c", cache_key="counting-v1", progress=False, device="cpu")
     assert m.calls == 4
 
 
 def test_unnamed_module_outputs_are_written_not_reused(lq_set, tmp_path):
     m = Counting()
-    r = evaluate(m, [lq_set], cache_dir=tmp_path / "c", progress=False)
-    evaluate(m, [lq_set], cache_dir=tmp_path / "c", progress=False)
+    r = evaluate(m, [lq_set], cache_dir=tmp_path / "c", progress=False, device="cpu")
+    evaluate(m, [lq_set], cache_dir=tmp_path / "c", progress=False, device="cpu")
     assert m.calls == 6
     im = r.sets["walls"]["images"][0]
     png = Path(im["output"])
@@ -187,8 +187,8 @@ def test_cache_keeps_raw_out_of_range_output(tmp_path, lq_set):
         def forward(self, x):
             return x * 2.0 - 0.25
 
-    r1 = evaluate(Loud(), [lq_set], cache_dir=tmp_path / "c", cache_key="loud", progress=False)
-    r2 = evaluate(Loud(), [lq_set], cache_dir=tmp_path / "c", cache_key="loud", progress=False)
+    r1 = evaluate(Loud(), [lq_set], cache_dir=tmp_path / "c", cache_key="loud", progress=False, device="cpu")
+    r2 = evaluate(Loud(), [lq_set], cache_dir=tmp_path / "c", cache_key="loud", progress=False, device="cpu")
     a1 = r1.sets["walls"]["aggregate"]["out_of_range_frac"]["mean"]
     assert a1 > 0 and r2.sets["walls"]["aggregate"]["out_of_range_frac"]["mean"] == a1
 
@@ -204,8 +204,8 @@ def test_checkpoint_cache_keyed_by_sha256(lq_set, tmp_path, monkeypatch):
     calls = []
     real = inference.run_model
     monkeypatch.setattr(inference, "run_model", lambda *a, **k: calls.append(1) or real(*a, **k))
-    r1 = evaluate(ck, [lq_set], cache_dir=tmp_path / "c", progress=False)
-    r2 = evaluate(str(ck), [lq_set], cache_dir=tmp_path / "c", progress=False)
+    r1 = evaluate(ck, [lq_set], cache_dir=tmp_path / "c", progress=False, device="cpu")
+    r2 = evaluate(str(ck), [lq_set], cache_dir=tmp_path / "c", progress=False, device="cpu")
     assert len(calls) == 3
     assert r1.provenance["checkpoint_sha256"] == file_sha256(ck)
     assert r1.sets == r2.sets
@@ -246,11 +246,11 @@ def test_input_errors(tmp_path, lq_set):
             return x[..., :-2, :]
 
     with pytest.raises(ShapeError):
-        evaluate(Shrink(), [lq_set], cache_dir=tmp_path / "c", progress=False)
+        evaluate(Shrink(), [lq_set], cache_dir=tmp_path / "c", progress=False, device="cpu")
     with pytest.raises(CheckpointError, match="nope.pth"):
-        evaluate(tmp_path / "nope.pth", [lq_set], progress=False)
+        evaluate(tmp_path / "nope.pth", [lq_set], progress=False, device="cpu")
     with pytest.raises(UnknownNameError):
-        evaluate("identity", ["no_such_bundled_set"], progress=False)
+        evaluate("identity", ["no_such_bundled_set"], progress=False, device="cpu")
 
 
 def test_results_load_errors(tmp_path):
@@ -264,16 +264,17 @@ def test_results_load_errors(tmp_path):
 
 
 def test_progress_bar_per_set(lq_set, tmp_path, capsys):
-    evaluate("identity", [lq_set], cache_dir=tmp_path / "c", progress=True)
+    evaluate("identity", [lq_set], cache_dir=tmp_path / "c", progress=True, device="cpu")
     assert "colorfid walls" in capsys.readouterr().err
-    evaluate("identity", [lq_set], cache_dir=tmp_path / "c", progress=False)
+    evaluate("identity", [lq_set], cache_dir=tmp_path / "c", progress=False, device="cpu")
     assert capsys.readouterr().err == ""
 
 
 def test_set_protocol_overrides_recorded(tmp_path):
     d = make_set(tmp_path, "strict")
     (d / "set.toml").write_text('description = "x"\n[protocol]\nhc_saturation = 0.3\n')
-    r = evaluate("identity", [d], cache_dir=tmp_path / "c", protocol={"hue_chroma_floor": 12.0}, progress=False)
+    r = evaluate("identity", [d], cache_dir=tmp_path / "c", protocol={"hue_chroma_floor": 12.0}, progress=False,
+                 device="cpu")
     assert r.sets["strict"]["protocol"]["hc_saturation"] == 0.3
     assert r.sets["strict"]["protocol"]["hue_chroma_floor"] == 12.0
     assert r.protocol["hc_saturation"] == 0.5 and r.sets["strict"]["description"] == "x"

@@ -452,7 +452,7 @@ def paint_results(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     restore = RestoreSaturatedPaint(s)
     models = {"identity": "identity", "desaturating": Desaturate(restore, 0.8), "restoring": restore}
-    return {k: evaluate(m, [s], cache_dir=cache, progress=False) for k, m in models.items()}
+    return {k: evaluate(m, [s], cache_dir=cache, progress=False, device="cpu") for k, m in models.items()}
 
 
 @pytest.mark.slow
@@ -472,7 +472,8 @@ def test_figure_gate_fails_identity_and_desaturating_passes_restoring(paint_resu
 def test_figure_cli_exit_codes(paint_results, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no colorfid.toml here: the bundled one is used
     monkeypatch.setenv("COLORFID_CACHE", str(tmp_path / "cache"))
-    code = cli.main(["eval", "--identity", "--sets", "saturated_paint", "--no-progress", "--json", "r.json"])
+    code = cli.main(["eval", "--identity", "--sets", "saturated_paint", "--no-progress", "--json", "r.json",
+                     "--device", "cpu"])
     out = capsys.readouterr().out
     assert code == 1, out
     assert "FAIL_BOUND" in out and "worst images" in out and "golden/colorfid.toml" in out

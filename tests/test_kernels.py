@@ -226,11 +226,11 @@ def test_fused_agrees_with_eager_on_bundled_sets(kernels):
 def test_kernels_off_switch_and_provenance(kernels, monkeypatch, tmp_path):
     from colorfid.evaluation import evaluate
 
-    r = evaluate("identity", ["neutral"], cache_dir=tmp_path / "c", progress=False)
+    r = evaluate("identity", ["neutral"], cache_dir=tmp_path / "c", progress=False, device="cpu")
     assert r.provenance["metric_kernels"] == "fused"
     monkeypatch.setenv("COLORFID_KERNELS", "0")
     assert M.metric_kernels() == "eager" and A.get(F.PIXEL_KERNEL) is None
-    r0 = evaluate("identity", ["neutral"], cache_dir=tmp_path / "c", progress=False)
+    r0 = evaluate("identity", ["neutral"], cache_dir=tmp_path / "c", progress=False, device="cpu")
     assert r0.provenance["metric_kernels"] == "eager"
     for im, im0 in zip(r.sets["neutral"]["images"], r0.sets["neutral"]["images"]):
         assert_same_metrics(im0["metrics"], im["metrics"])

@@ -18,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from _devices import needs_cuda
 
 import colorfid.losses as L
 from colorfid.color import chroma, srgb_to_lab
@@ -606,7 +607,7 @@ def test_autocast_computes_colour_in_float32(cls, pairs):
     torch.testing.assert_close(v, ref, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="float16 autocast needs CUDA (none here)")
+@needs_cuda  # float16 autocast is a CUDA mode
 @pytest.mark.parametrize("cls", ALL)
 def test_cuda_float16_autocast_finite(cls):
     g = torch.Generator(device="cuda").manual_seed(0)
@@ -616,6 +617,8 @@ def test_cuda_float16_autocast_finite(cls):
         v = cls()(p.half(), t)
     v.backward()
     assert v.dtype == torch.float32 and torch.isfinite(v) and torch.isfinite(p.grad).all()
+    ref = cls()(p.detach().half().float(), t)  # float32 maths on the same rounded input
+    torch.testing.assert_close(v.detach(), ref, rtol=1e-5, atol=1e-7)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -201,12 +201,13 @@ def _resume_raw(data, root, workers, total):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_is_bit_identical(data, tmp_path, workers):
     k = 3  # 5 images, batch 2: 2 batches per epoch, so the stop is mid-epoch
-    full = Trainer(_opt(_resume_raw(data, tmp_path / "full", workers, 2 * k)), progress=False)
+    full = Trainer(_opt(_resume_raw(data, tmp_path / "full", workers, 2 * k)), progress=False, device="cpu")
     full.train()
-    first = Trainer(_opt(_resume_raw(data, tmp_path / "part", workers, k)), progress=False)
+    first = Trainer(_opt(_resume_raw(data, tmp_path / "part", workers, k)), progress=False, device="cpu")
     first.train()
     state = tmp_path / "part" / "training_states" / f"{k}.state"
-    second = Trainer(_opt(_resume_raw(data, tmp_path / "part", workers, 2 * k)), resume=state, progress=False)
+    second = Trainer(_opt(_resume_raw(data, tmp_path / "part", workers, 2 * k)), resume=state, progress=False,
+                     device="cpu")
     assert second.iteration == k and second.epoch == 1 and second.samples_in_epoch == 2
     second.train()
     wa, wb = _params(second.net.state_dict()), _params(full.net.state_dict())
@@ -243,7 +244,7 @@ _CRASH_SCRIPT = textwrap.dedent("""
         return real_save(obj, f, *a, **k)
     torch.save = slow_save
     opt = parse_options(json.loads(open(sys.argv[1]).read()))
-    Trainer(opt, progress=False).train()
+    Trainer(opt, progress=False, device="cpu").train()
 """)
 
 
@@ -275,7 +276,7 @@ def test_sigkill_while_writing_leaves_previous_checkpoint(data, tmp_path, victim
     sd = torch.load(root / "models" / "net_g_1.pth", weights_only=True)["params"]
     NAFNet(3, 8, 1, [1], [1]).load_state_dict(sd, strict=True)
     # auto-resume picks the last complete state, sweeps the temp file, and finishes
-    summary = train(_opt(raw), auto_resume=True, progress=False)
+    summary = train(_opt(raw), auto_resume=True, progress=False, device="cpu")
     assert summary.iteration == 3 and not list(root.rglob(".*.tmp"))
     assert [r["iter"] for r in _log(root)][-2:] == [2, 3]
 
@@ -286,7 +287,7 @@ def test_sigkill_while_writing_leaves_previous_checkpoint(data, tmp_path, victim
 def test_checkpoint_layout_is_basicsr_and_loads_strict(data, tmp_path):
     from colorfid.models import load_model
 
-    s = train(_opt(_raw(data, tmp_path / "e", total_iter=2, ema_decay=0.9)), progress=False)
+    s = train(_opt(_raw(data, tmp_path / "e", total_iter=2, ema_decay=0.9)), progress=False, device="cpu")
     ck = torch.load(s.last_checkpoint, weights_only=True)
     assert set(ck) == {"params", "params_ema", "train"} and s.last_checkpoint.name == "net_g_2.pth"
     assert ck["train"] == {"iter": 2, "ema_decay": 0.9}
@@ -305,32 +306,33 @@ def test_checkpoint_layout_is_basicsr_and_loads_strict(data, tmp_path):
 
 
 def test_finetune_is_fresh_and_exclusive_with_resume(data, tmp_path):
-    s = train(_opt(_raw(data, tmp_path / "a", total_iter=2)), progress=False)
-    tr = Trainer(_opt(_raw(data, tmp_path / "b", total_iter=2)), finetune=s.last_checkpoint, progress=False)
+    s = train(_opt(_raw(data, tmp_path / "a", total_iter=2)), progress=False, device="cpu")
+    tr = Trainer(_opt(_raw(data, tmp_path / "b", total_iter=2)), finetune=s.last_checkpoint, progress=False,
+                 device="cpu")
     assert tr.iteration == 0 and len(tr.optimizer.state) == 0
     _assert_bit_identical(_params(tr.net.state_dict()), torch.load(s.last_checkpoint, weights_only=True)["params"])
     summary = tr.train()
     assert summary.iteration == 2 and [r["iter"] for r in _log(tmp_path / "b")] == [1, 2]
     with pytest.raises(UsageError, match="exclusive"):
-        Trainer(_opt(_raw(data, tmp_path / "c")), finetune=s.last_checkpoint, resume=s.last_state)
+        Trainer(_opt(_raw(data, tmp_path / "c")), finetune=s.last_checkpoint, resume=s.last_state, device="cpu")
     raw = _raw(data, tmp_path / "d")
     raw["path"].update(pretrain_network_g=str(s.last_checkpoint), strict_load_g=True)
     raw["network_g"]["width"] = 16
     with pytest.raises(CheckpointError, match="shape"):
-        Trainer(_opt(raw))
+        Trainer(_opt(raw), device="cpu")
 
 
 def test_auto_resume_only_when_asked(data, tmp_path):
     root = tmp_path / "e"
     raw = _raw(data, root, total_iter=2)
     raw["logger"]["save_checkpoint_freq"] = 1
-    train(_opt(raw), progress=False)
-    again = Trainer(_opt(raw), progress=False)  # not asked: a fresh run; the old one is archived
+    train(_opt(raw), progress=False, device="cpu")
+    again = Trainer(_opt(raw), progress=False, device="cpu")  # not asked: a fresh run; the old one is archived
     assert again.iteration == 0
     again.train()
     assert len(list(tmp_path.glob("e_archived_*"))) == 1
     raw["train"]["total_iter"] = 3
-    resumed = Trainer(_opt(raw), auto_resume=True, progress=False)
+    resumed = Trainer(_opt(raw), auto_resume=True, progress=False, device="cpu")
     assert resumed.iteration == 2
     resumed.train()
     assert [r["iter"] for r in _log(root)] == [1, 2, 3]
@@ -441,13 +443,14 @@ class _Flaky(nn.Module):
 
 def test_nonfinite_steps_are_skipped_then_stop(data, tmp_path):
     model = _Flaky({2})
-    tr = Trainer(_opt(_raw(data, tmp_path / "a", total_iter=3)), model=model, progress=False)
+    tr = Trainer(_opt(_raw(data, tmp_path / "a", total_iter=3)), model=model, progress=False, device="cpu")
     s = tr.train()
     assert s.skipped_steps == 1 and all(torch.isfinite(p).all() for p in model.parameters())
     assert load_training_state(s.last_state)["nonfinite"] == {"total": 1, "consecutive": 0}
     model = _Flaky(None)
     init = _params(model.state_dict())
-    tr = Trainer(_opt(_raw(data, tmp_path / "b", total_iter=10, max_nonfinite_steps=3)), model=model, progress=False)
+    tr = Trainer(_opt(_raw(data, tmp_path / "b", total_iter=10, max_nonfinite_steps=3)), model=model, progress=False,
+                 device="cpu")
     with pytest.raises(TrainingError, match="3 consecutive non-finite"):
         tr.train()
     _assert_bit_identical(_params(model.state_dict()), init)  # no step was applied
@@ -461,7 +464,7 @@ def test_loss_schedule_log_lines_and_components(data, tmp_path):
                color_opt={"type": "L1Loss", "loss_weight": 1.0},
                loss_schedule={"stages": [{"start": 0, "weights": {"l1": 1.0, "chroma": 0.0, "color_opt": 0.0}},
                                          {"start": 2, "weights": {"chroma": 2.0, "color_opt": 0.5}}]})
-    tr = Trainer(_opt(raw), progress=False)
+    tr = Trainer(_opt(raw), progress=False, device="cpu")
     tr._next_batch()  # warm the loader; the steps below use fresh batches
     for t, chroma, outer in ((1, 0.0, 0.0), (2, 2.0, 0.5)):
         stats = tr.train_step(tr._next_batch())
@@ -487,7 +490,7 @@ def test_loss_schedule_log_lines_and_components(data, tmp_path):
 )
 def test_bad_losses_fail_before_training(data, tmp_path, over, exc, words):
     with pytest.raises(exc) as e:
-        Trainer(_opt(_raw(data, tmp_path / "e", **over)))
+        Trainer(_opt(_raw(data, tmp_path / "e", **over)), device="cpu")
     for w in words:
         assert w in str(e.value)
     assert not (tmp_path / "e").exists()  # nothing written
@@ -497,7 +500,7 @@ def test_bad_network_argument_names_the_key(data, tmp_path):
     raw = _raw(data, tmp_path / "e")
     raw["network_g"]["depth"] = 3
     with pytest.raises(ConfigError, match="network_g: NAFNet has no argument"):
-        Trainer(_opt(raw))
+        Trainer(_opt(raw), device="cpu")
 
 
 # ============================================================================= validation
@@ -511,7 +514,7 @@ def test_validation_uses_evaluate_and_gate_and_records_bests(data, tmp_path):
     raw["datasets"]["val_grey"] = {"name": "grey", "dataroot_gt": str(vs / "gt"), "degradation": "grayscale"}
     raw["val"] = {"val_freq": 1, "sets": [str(vs)], "report": True, "best_metrics": ["de00_p95", "psnr"],
                   "gate": {"defaults": {"de00_p95": {"max": 1000.0}, "psnr": {"min": 99.0}}}}
-    s = train(_opt(raw), progress=False)
+    s = train(_opt(raw), progress=False, device="cpu")
     root = tmp_path / "e"
     assert [h["iter"] for h in s.history] == [1, 2]
     res = Results.load(root / "validation" / "results_2.json")
@@ -585,7 +588,7 @@ def test_cli_train_and_exit_codes(data, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     raw = _raw(data, tmp_path / "e", total_iter=1)
     (tmp_path / "o.yml").write_text(yaml.safe_dump(raw))
-    assert main(["train", "-opt", "o.yml", "--no-progress"]) == 0
+    assert main(["train", "-opt", "o.yml", "--no-progress", "--device", "cpu"]) == 0
     assert (tmp_path / "e" / "models" / "net_g_1.pth").is_file()
     raw["train"]["optim_g"]["lr"] = "fast"
     (tmp_path / "bad.yml").write_text(yaml.safe_dump(raw))
@@ -615,9 +618,9 @@ def test_ddp_two_process_gloo_follows_single_process(tmp_path):
     (tmp_path / "ddp.yml").write_text(yaml.safe_dump(ddp))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "colorfid.train", "-opt", str(tmp_path / "ddp.yml"), "--no-progress"]
+           "-m", "colorfid.train", "-opt", str(tmp_path / "ddp.yml"), "--no-progress", "--device", "cpu"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ref = train(_opt(single), progress=False)  # the single-process run, meanwhile
+    ref = train(_opt(single), progress=False, device="cpu")  # the single-process run, meanwhile
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-3000:]
     a, b = _log(tmp_path / "single"), _log(tmp_path / "ddp")

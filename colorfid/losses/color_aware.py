@@ -127,17 +127,22 @@ class ColorAwareLoss(ColorLoss):
         mask = high_chroma_mask(target.detach(), protocol=self.protocol, space=self.high_chroma_space)
         return mask.to(target.dtype)
 
-    def _pixel_weights(self, target: Tensor, weight: Tensor | None) -> Tensor | None:
+    def _pixel_weights(self, target: Tensor, weight: Tensor | None, active: Sequence[str] = ()
+                       ) -> tuple[Tensor | None, Tensor | None]:
+        """(pixel weights, the high-chroma mask when a term needs it): the mask is made once."""
         w = pixel_weight(weight, target[..., 0, :, :], "ColorAwareLoss")
+        mask = None
+        if self.high_chroma_weight > 0 or "deficit" in active:
+            mask = self._hc_mask(target)
         if self.high_chroma_weight > 0:
-            hc = 1.0 + self.high_chroma_weight * self._hc_mask(target)
+            hc = 1.0 + self.high_chroma_weight * mask
             w = hc if w is None else w * hc
-        return w
+        return w, mask
 
     def _terms(self, pred: Tensor, target: Tensor, active: Sequence[str], w: Tensor | None,
-               per_image: bool) -> dict[str, Tensor]:
+               per_image: bool, hc_mask: Tensor | None = None) -> dict[str, Tensor]:
         """Raw term values: global (weighted) means, or per-image ones shaped (...) if ``per_image``."""
-        red = image_means if per_image else weighted_mean
+        red = _Reducer(w, per_image)
         out: dict[str, Tensor] = {}
         if "l1" in active:
             out["l1"] = red((pred - target).abs().mean(dim=-3), w)
@@ -162,7 +167,8 @@ class ColorAwareLoss(ColorLoss):
                 out["hue"] = red(hue_term(ap, bp, ct, ua, ub, KAPPA[self.space], TAU[self.space]), w)
             if "deficit" in active:
                 cp = chroma_toward(ap, bp, ua, ub, TAU[self.space]) if cp is None else cp
-                out["deficit"] = red(torch.relu(ct - cp) * self._hc_mask(target), w)
+                mask = self._hc_mask(target) if hc_mask is None else hc_mask
+                out["deficit"] = red(torch.relu(ct - cp) * mask, w)
         if "delta_e" in active:
             out["delta_e"] = red(delta_e_2000(lab_p, lab_t), w)
         if "ssim" in active:
@@ -189,29 +195,58 @@ class ColorAwareLoss(ColorLoss):
         """
         pred, target = check_pair(pred, target, "ColorAwareLoss")
         with full_precision(pred.device):
-            w = self._pixel_weights(target, weight)
-            return self._terms(pred, target, self.TERMS, w, per_image=False)
+            w, mask = self._pixel_weights(target, weight, self.TERMS)
+            return self._terms(pred, target, self.TERMS, w, per_image=False, hc_mask=mask)
 
     def _forward(self, pred: Tensor, target: Tensor, weight: Tensor | None,
                  return_components: bool | None = None) -> Any:
-        w = self._pixel_weights(target, weight)
+        active = self._active()
+        w, mask = self._pixel_weights(target, weight, active)
         per_image = self.reduction != "mean"
-        values = self._terms(pred, target, self._active(), w, per_image)
+        values = self._terms(pred, target, active, w, per_image, hc_mask=mask)
         total: Tensor | None = None
         for k, v in values.items():
-            t = self._weights[k] * v
+            t = _scaled(self._weights[k], v)
             total = t if total is None else total + t
         if total is None:  # every weight is 0: a zero that still depends on pred
             total = (pred * 0.0).sum(dim=(-3, -2, -1)) if per_image else (pred * 0.0).sum()
-        total = self.loss_weight * total
+        total = _scaled(self.loss_weight, total)
         if per_image:
             total = reduce(total, self.reduction)
-        comps = {k: v.detach().mean() for k, v in values.items()}
-        comps["total"] = total.detach().mean() if self.reduction != "sum" else total.detach()
+        comps = {k: _mean(v.detach()) for k, v in values.items()}
+        comps["total"] = _mean(total.detach()) if self.reduction != "sum" else total.detach()
         self._last = comps
         self._last_floats = None
         want = self.return_components if return_components is None else return_components
         return (total, dict(comps)) if want else total
+
+
+class _Reducer:
+    """``weighted_mean`` / ``image_means`` of the terms under one pixel weight ``w``, whose sum
+    (the denominator) is taken once for all terms; the window-centre crop of the SSIM term, a
+    different weight, goes through the plain functions."""
+
+    def __init__(self, w: Tensor | None, per_image: bool) -> None:
+        self.w, self.per_image = w, per_image
+        self.den: Tensor | None = None
+        if w is not None:
+            tiny = torch.finfo(w.dtype).tiny
+            self.den = (w.sum(dim=(-2, -1)) if per_image else w.sum()).clamp_min(tiny)
+
+    def __call__(self, m: Tensor, w: Tensor | None) -> Tensor:
+        if w is not self.w or w is None:
+            return (image_means if self.per_image else weighted_mean)(m, w)
+        return ((m * w).sum(dim=(-2, -1)) if self.per_image else (m * w).sum()) / self.den
+
+
+def _scaled(weight: float, v: Tensor) -> Tensor:
+    """``weight * v``; a weight of 1 multiplies nothing (x * 1 is x, in value and gradient)."""
+    return v if weight == 1.0 else weight * v
+
+
+def _mean(v: Tensor) -> Tensor:
+    """``v.mean()``, without an operator for a scalar (its own mean)."""
+    return v if v.dim() == 0 else v.mean()
 
 
 def color_aware_loss(pred: Tensor, target: Tensor, weight: Tensor | None = None, **options: Any) -> Tensor:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from .. import _heap
+from .._layout import chunk_pixels
 from ._checks import acc_dtype, bad_value_counts, clamped_srgb, one_image, same_shape, sanitize
 from .color_stats import hue_stats
 from .fused import FusedPixels, kernels_for, ssim_planes_fused
@@ -24,7 +25,8 @@ from .structural import K1, K2, SIGMA, WIN_SIZE, psnr_from_mse, ssim_planes
 
 __all__ = ["image_metrics"]
 
-#: Pixels per strip of the eager pixel pass: its temporaries stay cache-resident.
+#: Pixels per strip of the eager pixel pass on the CPU: its temporaries stay cache-resident
+#: (GPUs: ``_layout.DEVICE_CHUNK``).
 _STRIP_PIXELS = 1 << 16
 
 
@@ -81,7 +83,7 @@ def image_metrics(
         dev = t_in.device
         acc = acc_dtype(dev)
         px_kernel, ssim_kernel = kernels_for(fused, dtype, dev)
-        pixels = EagerPixels(_STRIP_PIXELS) if px_kernel is None else FusedPixels(px_kernel)
+        pixels = EagerPixels(chunk_pixels(dev, _STRIP_PIXELS)) if px_kernel is None else FusedPixels(px_kernel)
 
         # Per-pixel maps kept: ΔE, the selectors and Δh; the ratios and counts are sums.
         n_px = h * w

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._layout import chunk_pixels
 from .._tensors import reduce
 from ..errors import ShapeError, UsageError
 from ._checks import check_mask, pair_batched
@@ -152,8 +153,8 @@ def _ssim_formula(ux: Tensor, uy: Tensor, v_sum: Tensor, vxy: Tensor, cx: Tensor
     return (a1 * a2) / (b1 * b2)
 
 
-#: Output pixels (per plane) per strip of rows in :func:`ssim`: the moment planes of a strip stay
-#: cache-resident and memory stays bounded.
+#: Output pixels (per plane) per strip of rows in :func:`ssim` on the CPU: the moment planes of a
+#: strip stay cache-resident and memory stays bounded (GPUs: ``_layout.DEVICE_CHUNK``).
 _SSIM_STRIP = 1 << 14
 
 
@@ -169,7 +170,7 @@ def ssim_planes(
     num = torch.zeros(x.shape[0], dtype=work, device=x.device)
     den = torch.zeros_like(num)
     zero = torch.zeros((), dtype=work, device=x.device)
-    rows = max(1, _SSIM_STRIP // max(w, 1))
+    rows = max(1, chunk_pixels(x.device, _SSIM_STRIP) // max(w, 1))
     for r0 in range(0, h_out, rows):  # output rows r0..r1 need input rows r0..r1 + 2r
         r1 = min(r0 + rows, h_out)
         ms = None if m is None else m[:, r0 : r1 + 2 * r].to(work)
