@@ -13,7 +13,7 @@ from torch import Tensor
 
 from .. import _heap
 from ._checks import acc_dtype, bad_value_counts, clamped_srgb, one_image, same_shape, sanitize
-from .color_stats import hue_stats
+from .color_stats import ChromaMoments, chroma_ratio, hue_collapse, hue_spread_ratio, hue_stats
 from .fused import FusedPixels, kernels_for, ssim_planes_fused
 from .health import health_from_counts
 from .pixels import EagerPixels, PixelThresholds, Sums
@@ -54,6 +54,9 @@ def image_metrics(
       ``hc_chroma``; hue statistics further need GT C*ab >= ``hue_chroma_floor``.
     * ``sat_ratio`` and ``sat_ratio_hc`` use HSV S; ``brightness_ratio`` uses HSV V; ``psnr`` is over
       RGB with data range 1; ``ssim`` as :func:`~colorfid.metrics.ssim`.
+    * ``chroma_ratio``, ``hue_spread_ratio`` and ``hue_collapse`` describe the whole image's CIELAB
+      chroma distribution (:func:`~colorfid.metrics.chroma_ratio` and beside it); NaN when the GT's
+      mean (or hue-dispersed) chroma is under ``image_chroma_floor``.
 
     Computed in ``dtype`` (float64, the reference precision, by default), in strips of pixels
     converted on the fly (bounded memory). Not differentiable.
@@ -115,6 +118,10 @@ def image_metrics(
             ssim_value = float(planes.mean())
         del clean, t_in
 
+        pm = ChromaMoments(sv.c_pred / n_px, sv.a_pred / n_px, sv.b_pred / n_px)
+        gm = ChromaMoments(sv.c_gt / n_px, sv.a_gt / n_px, sv.b_gt / n_px)
+        floor = p.image_chroma_floor
+
         de_all = summarize(de)
         de_hc = summarize(de, hc > 0.5)
         sel = hue_sel > 0.5
@@ -141,6 +148,9 @@ def image_metrics(
             "grey_collapse": float(health["grey_collapse"]),
             "mean_saturation": float(health["mean_saturation"]),
             "hc_fraction": mean(n_hc, n_px),
+            "chroma_ratio": chroma_ratio(pm, gm, floor),
+            "hue_spread_ratio": hue_spread_ratio(pm, gm, floor),
+            "hue_collapse": hue_collapse(pm, gm, floor),
         }
     assert list(out) == list(METRICS), "image_metrics and METRICS out of step"
     return {k: float(v) for k, v in out.items()}

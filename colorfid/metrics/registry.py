@@ -15,7 +15,7 @@ __all__ = ["METRICS_VERSION", "COLOR_PIPELINE", "Direction", "MetricSpec", "METR
 
 #: Version of the metric definitions below; stored in results files (``protocol.metrics_version``).
 #: Bump it whenever a number :func:`~colorfid.metrics.image_metrics` returns would change for the same images.
-METRICS_VERSION = 1
+METRICS_VERSION = 2
 #: The colour pipeline the metrics use, recorded in every results protocol.
 COLOR_PIPELINE = (
     "sRGB (IEC 61966-2-1) -> linear -> XYZ (D65, Y=1) -> CIELAB (CIE 015:2018, D65 2deg); "
@@ -90,6 +90,9 @@ METRICS: dict[str, MetricSpec] = {
         _spec("grey_collapse", "lower", "fraction", "Fraction of the GT's non-grey pixels that the prediction renders grey (channel spread <= grey_tolerance)."),
         _spec("mean_saturation", "higher", "HSV S", "Mean HSV saturation of the prediction (low colour: < low_color_min; critical: < low_color_critical)."),
         _spec("hc_fraction", "higher", "fraction", f"Fraction of the image that is {_HC}; a property of the GT that says how many pixels the *_hc keys rest on."),
+        _spec("chroma_ratio", "target", "ratio", "Mean CIELAB chroma C*ab of the prediction / of the GT over all pixels; 0 = grey, < 1 washed out or sepia; NaN when the GT's mean C* < image_chroma_floor.", 1.0),
+        _spec("hue_spread_ratio", "target", "ratio", "Circular hue spread 1 - R̄ (chroma-weighted hue vectors; Mardia & Jupp 2000) of the prediction / of the GT; 0 = one hue (sepia) or grey; NaN when the GT's mean or hue-dispersed chroma < image_chroma_floor.", 1.0),
+        _spec("hue_collapse", "target", "", "Signed change of hue concentration R̄ pred vs GT in [-1, 1]: +1 every colour in one hue (sepia / purple averaging), -1 no common hue (grey, or random hues); NaN as hue_spread_ratio.", 0.0),
     ]
 }
 
