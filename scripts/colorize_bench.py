@@ -11,6 +11,7 @@ and on the held-out ``colorization`` stress set.
     python scripts/colorize_bench.py table                  # mean and spread over seeds, held-out set
     python scripts/colorize_bench.py balance                # the unnormalised-Lab pitfall (loss_balance)
     python scripts/colorize_bench.py probe                  # hue_uncertainty_probe of the losses
+    python scripts/colorize_bench.py hues                   # the hue each run's colours collapse to
 
 Recipes are ``options/colorize_<recipe>.yml``; ``cand_<name>`` are the anti-average candidates of
 :data:`CANDIDATES` (``options/colorize_l1.yml`` plus the terms listed there). A run of recipe
@@ -229,6 +230,35 @@ def table(recipes: list[str] | None = None) -> None:
         print(f"| {r} | {len(sds)} | " + " | ".join(cells) + " |")
 
 
+def hues(recipes: list[str] | None = None) -> None:
+    """Where each recipe's colours go on the held-out set: the hue angle of the chroma-weighted mean
+    (a*, b*) of its outputs (colorfid.metrics.mean_hue of the moments pooled over the set's
+    images), per seed, next to the GT's and that of the outputs' mean chroma."""
+    import torch
+
+    from colorfid.io import read_image
+    from colorfid.metrics import ChromaMoments, chroma_moments, mean_hue
+    from colorfid.models import load_model, run_model
+    from colorfid.stress import bundled_set
+
+    torch.set_num_threads(1)
+    pairs = bundled_set("colorization").pairs
+
+    def pooled(ms: list[ChromaMoments]) -> ChromaMoments:
+        return ChromaMoments(*(statistics.fmean(v) for v in zip(*ms)))
+
+    gt = pooled([chroma_moments(read_image(p.gt).double()) for p in pairs])
+    print(f"GT: mean hue {mean_hue(gt):.0f}°, mean C* {gt.c:.1f}, |mean (a*, b*)| {math.hypot(gt.a, gt.b):.1f}")
+    for r, s in finished():
+        if recipes and r not in recipes:
+            continue
+        model = load_model(checkpoint(r, s))
+        outs = [run_model(model, read_image(p.lq), device="cpu") for p in pairs]
+        m = pooled([chroma_moments(o.clamp(0, 1).double()) for o in outs])
+        print(f"{run_name(r, s)}: mean hue {mean_hue(m):.0f}°, mean C* {m.c:.1f}, |mean (a*, b*)| {math.hypot(m.a, m.b):.1f}",
+              flush=True)
+
+
 def _pairs(set_name: str, n: int) -> tuple[Any, Any]:
     import torch
 
@@ -299,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("recipes", nargs="*")
     sub.add_parser("balance")
     sub.add_parser("probe")
+    p = sub.add_parser("hues")
+    p.add_argument("recipes", nargs="*")
     a = ap.parse_args(argv)
     if a.cmd == "split":
         split()
@@ -314,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         balance()
     elif a.cmd == "probe":
         probe()
+    elif a.cmd == "hues":
+        hues(a.recipes or None)
     return 0
 
 
