@@ -236,6 +236,28 @@ def table(recipes: list[str] | None = None) -> None:
             v = [image_mean(sd, m) for sd in sds]
             cells.append(f"{statistics.fmean(v):.3f} ({min(v):.3f}-{max(v):.3f})" if len(v) > 1 else f"{v[0]:.3f}")
         print(f"| {r} | {len(sds)} | " + " | ".join(cells) + " |")
+    gate_verdicts(recipes)
+
+
+def gate_verdicts(recipes: list[str] | None = None) -> None:
+    """The bundled gate on each run's held-out results (``[sets.colorization]`` of
+    golden/colorfid.toml, as ``colorfid eval --sets colorization`` judges them): pass / fail and
+    the keys that fail, per run."""
+    from colorfid.evaluate import Results
+    from colorfid.gate import judge, load_thresholds
+
+    th = load_thresholds(REPO / "golden" / "colorfid.toml")
+    print()
+    print("gate ([sets.colorization] of golden/colorfid.toml) on the held-out set, per run")
+    names = [("identity", "grey identity")] + [(run_name(r, s), run_name(r, s)) for r, s in finished()
+                                               if recipes is None or r in recipes]
+    for name, label in names:
+        p = RUNS / "results" / f"{name}_test.json"
+        if not p.exists():
+            continue
+        rep = judge(Results.load(p), th)
+        failed = sorted({row.metric for row in rep.failed_rows})
+        print(f"{label}: {'PASS' if rep.passed else 'FAIL'}" + (f" ({', '.join(failed)})" if failed else ""))
 
 
 def hues(recipes: list[str] | None = None) -> None:
