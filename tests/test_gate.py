@@ -502,6 +502,23 @@ def test_colorization_figure_cli(tmp_path, monkeypatch, capsys):
     assert agg("gt", "chroma_ratio") == 1.0 and agg("gt", "hue_spread_ratio") == 1.0 and agg("gt", "hue_collapse") == 0.0
 
 
+@pytest.mark.slow
+def test_shipped_colorization_checkpoint_verdict(tmp_path, monkeypatch, capsys):
+    """golden/checkpoints/colorize_antiavg.pth is the file its README section records (sha256),
+    and the README's command gives the verdict the README shows: exit 1, failing chroma_ratio
+    (too little colour) while hue_spread_ratio and hue_collapse pass."""
+    ckpt = REPO / "golden" / "checkpoints" / "colorize_antiavg.pth"
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert f"`{digest}`" in (REPO / "golden" / "checkpoints" / "README.md").read_text()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLORFID_CACHE", str(tmp_path / "cache"))
+    code = cli.main(["eval", "--checkpoint", str(ckpt), "--sets", "colorization", "--no-progress", "--json", "r.json"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    failed = {r.metric for r in judge(Results.load(tmp_path / "r.json"), load_thresholds(GOLDEN_TOML)).failed_rows}
+    assert "chroma_ratio" in failed and not {"hue_spread_ratio", "hue_collapse", "grey_collapse"} & failed, failed
+
+
 def test_colorization_set_runs_only_when_named(tmp_path):
     """Not in the bundled stress_sets, and not in "every bundled set" of a config that lists none;
     named, it runs under that config's [defaults] (and the bundled config's own section)."""
