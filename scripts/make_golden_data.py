@@ -880,11 +880,207 @@ def build_neutral(base_seed: int = STRESS_SEED, n_rooms: int = 6) -> Iterator[It
         yield name, gt, lq, {**meta, **deg.as_toml()}
 
 
+# ---------------------------------------------------------------------------------------
+# colorization: grey LQ (CIE Y of the GT), colour GT
+# ---------------------------------------------------------------------------------------
+
+#: sRGB (IEC 61966-2-1) linear RGB -> CIE Y: the luminance row of colour-science's sRGB matrix
+#: (0.2126, 0.7152, 0.0722), as colorfid.color.linear_rgb_to_xyz and colorfid.train.data.to_grayscale.
+_Y_ROW = np.asarray(colour.RGB_COLOURSPACES["sRGB"].matrix_RGB_to_XYZ, dtype=np.float64)[1]
+COLORIZATION_SIZE = (288, 192)  # (w, h) of the synthetic scenes
+
+
+def grey_of(gt_u8: np.ndarray) -> np.ndarray:
+    """The colourization input of an 8-bit sRGB GT: its CIE luminance Y (linear sRGB, D65),
+    re-encoded with the sRGB transfer function, rounded to 8 bits, copied to R = G = B."""
+    y = srgb_decode(from_u8(gt_u8)) @ _Y_ROW
+    return np.repeat(to_u8(srgb_encode(y))[..., None], 3, axis=2)
+
+
+def lab_to_linear(lab: np.ndarray) -> np.ndarray:
+    """CIELAB (D65, 2°) -> linear sRGB (colour-science's XYZ -> sRGB matrix), unclipped."""
+    return np.asarray(colour.Lab_to_XYZ(lab), dtype=np.float64) @ _M_XYZ_TO_SRGB.T
+
+
+def max_chroma(lightness: float, hue_deg: float) -> float:
+    """The largest CIELAB chroma C*ab at (L*, h_ab) inside the sRGB gamut (bisection, 1e-6)."""
+    h = np.radians(hue_deg)
+    lo, hi = 0.0, 200.0
+    for _ in range(40):
+        c = (lo + hi) / 2
+        lin = lab_to_linear(np.array([lightness, c * np.cos(h), c * np.sin(h)]))
+        lo, hi = (c, hi) if lin.min() >= 0.0 and lin.max() <= 1.0 else (lo, c)
+    return lo
+
+
+def common_chroma(lightness: tuple[float, float], hues: np.ndarray, margin: float = 0.95) -> float:
+    """A chroma every hue of ``hues`` reaches inside the sRGB gamut at every L* of the range
+    (the minimum over a 5-step L* grid and the hues), times ``margin``."""
+    grid = np.linspace(lightness[0], lightness[1], 5)
+    return margin * min(max_chroma(L, float(h)) for L in grid for h in hues)
+
+
+def lch_field(L: np.ndarray, C: np.ndarray, h_deg: np.ndarray) -> np.ndarray:
+    """Linear sRGB of per-pixel L*, C*ab, h_ab (arrays of one shape), clipped to [0, 1]."""
+    h = np.radians(h_deg)
+    lab = np.stack([L, C * np.cos(h), C * np.sin(h)], axis=-1)
+    return np.clip(lab_to_linear(lab), 0.0, 1.0)
+
+
+def _finish(L: np.ndarray, C: np.ndarray, h: np.ndarray, w: int, h_px: int) -> np.ndarray:
+    """Render the 2x fields, area-average in linear light to (h_px, w), encode: sRGB float."""
+    return srgb_encode(resize_area(lch_field(L, C, h), w, h_px))
+
+
+def scene_discs(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Eight flat discs at L* 62 (±1 of texture) in eight hues 45° apart at one chroma, on a
+    neutral L* 32 ground: the grey input shows eight identical discs."""
+    W, H = 2 * w, 2 * h
+    yy, xx = np.mgrid[0:H, 0:W] + 0.5
+    hues = (rng.uniform(0, 360) + 45.0 * np.arange(8)) % 360
+    c = common_chroma((61.0, 63.0), hues)
+    L = 32.0 + 1.5 * smooth_noise(rng, H, W, 6)
+    C = np.zeros((H, W))
+    hh = np.zeros((H, W))
+    placed: list[tuple[float, float, float]] = []
+    for hue in rng.permutation(hues):
+        for _ in range(2000):
+            r = rng.uniform(44, 60)
+            cx, cy = rng.uniform(r + 8, W - r - 8), rng.uniform(r + 8, H - r - 8)
+            if all(np.hypot(cx - x, cy - y) > r + q + 12 for x, y, q in placed):
+                break
+        else:  # pragma: no cover - the canvas has room for eight discs
+            raise RuntimeError("scene_discs: no room")
+        placed.append((cx, cy, r))
+        m = (xx - cx) ** 2 + (yy - cy) ** 2 <= r * r
+        L[m] = 62.0 + smooth_noise(rng, H, W, 12)[m]
+        C[m], hh[m] = c, hue
+    return _finish(L, C, hh, w, h), {"lightness": 62.0, "chroma": round(c, 3), "hues": [round(float(x), 3) for x in hues]}
+
+
+def scene_stripes(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Twelve vertical bands at L* 55, hues 30° apart in a random order at one chroma, between
+    dark (L* 18) gaps, under and over light (L* 85) neutral borders."""
+    W, H = 2 * w, 2 * h
+    yy, xx = np.mgrid[0:H, 0:W] + 0.5
+    hues = (rng.uniform(0, 360) + 30.0 * rng.permutation(12)) % 360
+    c = common_chroma((55.0, 55.0), hues)
+    L, C, hh = np.full((H, W), 85.0), np.zeros((H, W)), np.zeros((H, W))
+    top, bottom, gap = 32, H - 32, 8
+    band = (W - 13 * gap) / 12
+    inside = (yy > top) & (yy < bottom)
+    L[inside] = 18.0
+    for k, hue in enumerate(hues):
+        x0 = gap + k * (band + gap)
+        m = inside & (xx > x0) & (xx < x0 + band)
+        L[m], C[m], hh[m] = 55.0, c, hue
+    return _finish(L, C, hh, w, h), {"lightness": 55.0, "chroma": round(c, 3), "hues": [round(float(x), 3) for x in hues]}
+
+
+def scene_checker(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """A 6 x 4 checkerboard of two complementary hues (180° apart) at L* 70 and one chroma,
+    with L* 40 grout: the grey input is a grid of identical tiles."""
+    W, H = 2 * w, 2 * h
+    yy, xx = np.mgrid[0:H, 0:W] + 0.5
+    h0 = rng.uniform(0, 360)
+    hues = np.array([h0, (h0 + 180.0) % 360])
+    c = common_chroma((70.0, 70.0), hues)
+    L, C, hh = np.full((H, W), 40.0), np.zeros((H, W)), np.zeros((H, W))
+    gap = 6
+    cw, ch = (W - 7 * gap) / 6, (H - 5 * gap) / 4
+    for i in range(4):
+        for j in range(6):
+            x0, y0 = gap + j * (cw + gap), gap + i * (ch + gap)
+            m = (xx > x0) & (xx < x0 + cw) & (yy > y0) & (yy < y0 + ch)
+            L[m], C[m], hh[m] = 70.0, c, hues[(i + j) % 2]
+    return _finish(L, C, hh, w, h), {"lightness": 70.0, "chroma": round(c, 3), "hues": [round(float(x), 3) for x in hues]}
+
+
+def scene_ring(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """A hue circle at L* 60 and one chroma (hue = polar angle + a random offset) around a
+    neutral L* 60 disc, on an L* 25 ground: in grey the ring and the disc are one flat shape."""
+    W, H = 2 * w, 2 * h
+    yy, xx = np.mgrid[0:H, 0:W] + 0.5
+    h0 = rng.uniform(0, 360)
+    c = common_chroma((60.0, 60.0), np.arange(0.0, 360.0, 5.0))
+    cx, cy = W / 2 + rng.uniform(-40, 40), H / 2
+    r = np.hypot(xx - cx, yy - cy)
+    L, C = np.full((H, W), 25.0), np.zeros((H, W))
+    hh = (np.degrees(np.arctan2(yy - cy, xx - cx)) + h0) % 360
+    disc = r <= 176
+    L[disc] = 60.0
+    ring = disc & (r >= 80)
+    C[ring] = c
+    return _finish(L, C, hh, w, h), {"lightness": 60.0, "chroma": round(c, 3), "hue_offset": round(float(h0), 3)}
+
+
+def scene_spheres(rng: np.random.Generator, w: int, h: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """Six Lambertian spheres lit from one direction, each in its own hue (60° apart, jittered)
+    with the same lightness profile (L* 30-78 with the cosine of the light) and a chroma that
+    stays inside the gamut at every L*, on a neutral ground (L* 45-70 gradient)."""
+    W, H = 2 * w, 2 * h
+    yy, xx = np.mgrid[0:H, 0:W] + 0.5
+    hues = (rng.uniform(0, 360) + 60.0 * np.arange(6) + rng.uniform(-10, 10, 6)) % 360
+    grid = np.linspace(30.0, 78.0, 13)
+    c_of_l = np.array([0.95 * min(max_chroma(float(L), float(x)) for x in hues) for L in grid])
+    L = 45.0 + 25.0 * yy / H
+    C, hh = np.zeros((H, W)), np.zeros((H, W))
+    light = np.array([-0.5, -0.6, 0.62])
+    light /= np.linalg.norm(light)
+    r = 0.42 * H / 2
+    for k, hue in enumerate(rng.permutation(hues)):
+        cx = (k % 3 + 0.5) * W / 3 + rng.uniform(-20, 20)
+        cy = (k // 3 + 0.5) * H / 2 + rng.uniform(-10, 10)
+        dx, dy = (xx - cx) / r, (yy - cy) / r
+        m = dx * dx + dy * dy < 1.0
+        nz = np.sqrt(np.clip(1.0 - dx * dx - dy * dy, 0.0, 1.0))
+        shade = np.clip(dx * light[0] + dy * light[1] + nz * light[2], 0.0, 1.0)
+        Lk = 30.0 + 48.0 * shade
+        L[m] = Lk[m]
+        C[m] = np.interp(Lk[m], grid, c_of_l)
+        hh[m] = hue
+    return _finish(L, C, hh, w, h), {"lightness_range": [30.0, 78.0], "hues": [round(float(x), 3) for x in hues]}
+
+
+#: The synthetic scenes: objects of one lightness in several hues (hue is not in the grey input).
+COLORIZATION_SCENES: dict[str, Callable[[np.random.Generator, int, int], tuple[np.ndarray, dict[str, Any]]]] = {
+    "discs_l62": scene_discs,
+    "stripes_l55": scene_stripes,
+    "checker_l70": scene_checker,
+    "ring_l60": scene_ring,
+    "spheres": scene_spheres,
+}
+#: The photographs: every colour photograph scikit-image bundles that no training pair uses.
+#: All but motorcycle_right are the `photos` set's (same framing); motorcycle_right is used by no
+#: other set (the training pairs exclude it: same scene as motorcycle_left).
+COLORIZATION_PHOTOS = [
+    *(p for p in PHOTOS_GATE if p.name in ("astronaut", "chelsea", "coffee", "rocket")),
+    PhotoSpec("motorcycle_right", "motorcycle_right.png", None, 288, "Middlebury 2014 stereo benchmark (scikit-image data)"),
+]
+
+
+def build_colorization(base_seed: int = STRESS_SEED) -> Iterator[Item]:
+    """Grey LQ (:func:`grey_of`, R = G = B) from colour GT: the held-out photographs of
+    COLORIZATION_PHOTOS and the equal-lightness scenes of COLORIZATION_SCENES."""
+    for i, spec in enumerate(COLORIZATION_PHOTOS):
+        src = load_skimage_rgb(spec.file)
+        if spec.box is not None:
+            src = crop(src, *spec.box)
+        gt = to_u8(fit_long_edge(src, spec.long_edge))
+        yield spec.name, gt, grey_of(gt), {"source": spec.file, "box": spec.box, "licence": spec.licence}
+    for j, (name, make) in enumerate(COLORIZATION_SCENES.items()):
+        rng = rng_for(base_seed, "colorization", len(COLORIZATION_PHOTOS) + j)
+        img, meta = make(rng, *COLORIZATION_SIZE)
+        gt = to_u8(img)
+        yield name, gt, grey_of(gt), {"source": "synthetic", **meta}
+
+
 STRESS_BUILDERS: dict[str, Callable[[], Iterator[Item]]] = {
     "colorchecker": build_colorchecker,
     "saturated_paint": build_saturated_paint,
     "photos": build_photos,
     "neutral": build_neutral,
+    "colorization": build_colorization,
 }
 
 TRAIN_SIZE = 128  # training pairs are TRAIN_SIZE x TRAIN_SIZE
@@ -970,6 +1166,12 @@ DESCRIPTIONS = {
         "Low-chroma interiors, concrete and paper (GT) with slightly dark, warm-cast LQ: catches "
         "false casts; small saturated accents show how global averages hide colour loss."
     ),
+    "colorization": (
+        "Colourization (grey -> colour): scikit-image colour photographs held out from every training "
+        "pair, and synthetic scenes whose objects share one CIELAB lightness in several hues (hue is not "
+        "in the input); LQ = the GT's CIE luminance Y, sRGB-encoded, R = G = B. Opt-in: run it by name "
+        "(colorfid eval --sets colorization); restoration models are not colourizers."
+    ),
 }
 
 
@@ -1023,6 +1225,17 @@ def set_toml(name: str, metas: dict[str, dict[str, Any]]) -> str:
             f"surround_reflectance = {CHART_SURROUND_REFLECTANCE}",
             f"lq_gradient = {CHART_LQ_GRADIENT}",
             f"lq_noise_sigma = {CHART_LQ_NOISE}",
+            "",
+        ]
+    elif name == "colorization":
+        lines += [
+            "[degradation]",
+            'kind = "grayscale"',
+            'steps = "Y = 0.2126 R + 0.7152 G + 0.0722 B of the decoded (linear) sRGB GT (IEC 61966-2-1, the Y row '
+            'of its RGB->XYZ matrix); grey = encode(Y); round to 8 bits; R = G = B = grey"',
+            'same_as = "colorfid.train.data.to_grayscale (degradation: grayscale), rounded to 8 bits"',
+            'scenes = "objects of one CIELAB L* (D65) in several hues at one chroma inside the sRGB gamut, '
+            'rendered at 2x in linear light and area-averaged down; L*, chroma and hues per image below"',
             "",
         ]
     else:

@@ -87,7 +87,7 @@ def test_results_schema_v1_and_json_roundtrip(lq_set, tmp_path):
     assert d["schema"] == "colorfid.results" and d["schema_version"] == 2 and d["aggregate_stats"]["tail95"] == "95 % of images at least this good"
     assert set(d["provenance"]) >= {"model", "checkpoint", "checkpoint_sha256", "colorfid_version", "torch_version",
                                     "device", "dtype", "tile", "overlap"}
-    assert d["protocol"]["metrics_version"] == 2 and "CIEDE2000" in d["protocol"]["color_pipeline"]
+    assert d["protocol"]["metrics_version"] == 3 and "CIEDE2000" in d["protocol"]["color_pipeline"]
     s = d["sets"]["walls"]
     assert set(s) >= {"path", "kind", "description", "images", "aggregate", "worst"}
     assert [im["name"] for im in s["images"]] == ["im0", "im1", "im2"]

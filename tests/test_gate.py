@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -480,6 +481,97 @@ def test_figure_cli_exit_codes(paint_results, tmp_path, monkeypatch, capsys):
     assert "room_" in out  # the worst images are named
     r = Results.load(tmp_path / "r.json")
     assert r.set_names == ["saturated_paint"]
+
+
+# --------------------------------------------------------------------------- the colourization figure
+
+
+def _sepia_predictions(root: Path) -> Path:
+    """``root/colorization/<stem>.png``: each GT's CIELAB lightness under one uniform warm tint
+    (a* 6, b* 18: C* 19, h 71.6°), through colour-science (Lab -> XYZ -> linear sRGB by the
+    exact inverse of its sRGB matrix -> clip -> encode), 8-bit."""
+    colour = pytest.importorskip("colour")
+    from colorfid.stress import bundled_set
+
+    out = root / "colorization"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = np.linalg.inv(colour.RGB_COLOURSPACES["sRGB"].matrix_RGB_to_XYZ)
+        for p in bundled_set("colorization").pairs:
+            gt = np.asarray(Image.open(p.gt).convert("RGB"), dtype=np.float64) / 255.0
+            lab = colour.XYZ_to_Lab(colour.sRGB_to_XYZ(gt))
+            lab[..., 1], lab[..., 2] = 6.0, 18.0
+            lin = np.clip(colour.Lab_to_XYZ(lab) @ m.T, 0.0, 1.0)
+            _png(out / f"{p.name}.png", np.rint(colour.cctf_encoding(lin, function="sRGB") * 255))
+    return root
+
+
+def _gt_predictions(root: Path) -> Path:
+    from colorfid.stress import bundled_set
+
+    for p in bundled_set("colorization").pairs:
+        (root / "colorization").mkdir(parents=True, exist_ok=True)
+        (root / "colorization" / p.gt.name).write_bytes(p.gt.read_bytes())
+    return root
+
+
+@pytest.mark.slow
+def test_colorization_figure_cli(tmp_path, monkeypatch, capsys):
+    """The bundled thresholds fail the grey identity and a uniform-sepia prediction on the
+    colourization set (exit 1) and pass the GT as predictions (exit 0); each fails for the
+    reason it was built to fail."""
+    monkeypatch.chdir(tmp_path)  # no colorfid.toml here: the bundled one
+    monkeypatch.setenv("COLORFID_CACHE", str(tmp_path / "cache"))
+    runs = {
+        "identity": ["--identity", "--sets", "colorization"],
+        "sepia": ["--predictions", str(_sepia_predictions(tmp_path / "sepia"))],
+        "gt": ["--predictions", str(_gt_predictions(tmp_path / "gt")), "--sets", "colorization"],
+    }
+    codes, results = {}, {}
+    for name, args in runs.items():
+        codes[name] = cli.main(["eval", *args, "--no-progress", "--json", f"{name}.json"])
+        out = capsys.readouterr().out
+        results[name] = Results.load(tmp_path / f"{name}.json")
+        assert results[name].set_names == ["colorization"], out
+    assert codes == {"identity": 1, "sepia": 1, "gt": 0}
+    th = load_thresholds(GOLDEN_TOML)
+    fails = {k: {r.metric for r in judge(r, th).failed_rows} for k, r in results.items()}
+    assert {"chroma_ratio", "hue_spread_ratio", "hue_collapse", "grey_collapse"} <= fails["identity"]
+    assert {"hue_spread_ratio", "hue_collapse"} <= fails["sepia"] and "chroma_ratio" not in fails["sepia"]
+    agg = lambda k, m: results[k].aggregate("colorization", m, "mean")  # noqa: E731
+    assert agg("identity", "chroma_ratio") < 0.01 and agg("identity", "hue_spread_ratio") < 0.01
+    assert agg("sepia", "hue_spread_ratio") < 0.1 and agg("sepia", "hue_collapse") > 0.9
+    assert agg("gt", "chroma_ratio") == 1.0 and agg("gt", "hue_spread_ratio") == 1.0 and agg("gt", "hue_collapse") == 0.0
+
+
+@pytest.mark.slow
+def test_shipped_colorization_checkpoint_verdict(tmp_path, monkeypatch, capsys):
+    """golden/checkpoints/colorize_antiavg.pth is the file its README section records (sha256),
+    and the README's command gives the verdict the README shows: exit 1, failing chroma_ratio
+    (too little colour) while hue_spread_ratio and hue_collapse pass."""
+    ckpt = REPO / "golden" / "checkpoints" / "colorize_antiavg.pth"
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert f"`{digest}`" in (REPO / "golden" / "checkpoints" / "README.md").read_text()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLORFID_CACHE", str(tmp_path / "cache"))
+    code = cli.main(["eval", "--checkpoint", str(ckpt), "--sets", "colorization", "--no-progress", "--json", "r.json"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    failed = {r.metric for r in judge(Results.load(tmp_path / "r.json"), load_thresholds(GOLDEN_TOML)).failed_rows}
+    assert "chroma_ratio" in failed and not {"hue_spread_ratio", "hue_collapse", "grey_collapse"} & failed, failed
+
+
+def test_colorization_set_runs_only_when_named(tmp_path):
+    """Not in the bundled stress_sets, and not in "every bundled set" of a config that lists none;
+    named, it runs under that config's [defaults] (and the bundled config's own section)."""
+    th = load_thresholds(GOLDEN_TOML)
+    assert "colorization" not in th.stress_sets and "colorization" in th.sets
+    assert "colorization" not in [s.name for s in plan_gate("identity", config=GOLDEN_TOML).sets]
+    own = tmp_path / "colorfid.toml"
+    own.write_text("[defaults]\nchroma_ratio = { target = 1.0, band = 0.5 }\n")
+    assert "colorization" not in [s.name for s in plan_gate("identity", config=own).sets]
+    plan = plan_gate("identity", config=own, sets=["colorization"])
+    assert [s.name for s in plan.sets] == ["colorization"] and set(plan.thresholds.bounds_for("colorization")) == {"chroma_ratio"}
 
 
 # --------------------------------------------------------------------------- CLI on tiny sets

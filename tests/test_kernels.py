@@ -216,7 +216,7 @@ def test_fused_agrees_with_eager_on_bundled_sets(kernels):
     from colorfid.io import read_image
     from colorfid.stress import bundled_set
 
-    for set_name in ("photos", "saturated_paint", "neutral", "colorchecker"):
+    for set_name in ("photos", "saturated_paint", "neutral", "colorchecker", "colorization"):
         for pair in bundled_set(set_name).pairs[:3]:
             lq, gt = read_image(pair.lq), read_image(pair.gt)
             assert_same_metrics(M.image_metrics(lq, gt, fused=False), M.image_metrics(lq, gt))

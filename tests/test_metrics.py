@@ -56,7 +56,7 @@ def test_protocol_defaults_and_round_trip():
     p = M.MetricProtocol()
     assert p.as_dict() == {
         "hc_saturation": 0.5, "hc_chroma": 40.0, "hue_chroma_floor": 10.0, "grey_tolerance": 0.02,
-        "low_color_min": 0.10, "low_color_critical": 0.04, "ratio_floor": 0.10, "worst_k": 3,
+        "low_color_min": 0.10, "low_color_critical": 0.04, "ratio_floor": 0.10, "worst_k": 3, "image_chroma_floor": 2.3,
     }
     q = M.MetricProtocol.from_dict({"hc_saturation": 0.6, "worst_k": 5})
     assert q.hc_saturation == 0.6 and q.worst_k == 5 and q.hc_chroma == 40.0
@@ -77,7 +77,7 @@ def test_registry_matches_image_metrics_and_contract():
         "de00_mean", "de00_median", "de00_p95", "de00_p99", "de00_max", "de00_hc_p95", "sat_ratio",
         "sat_ratio_hc", "chroma_ratio_hc", "hue_shift_hc_mean", "hue_shift_hc_p95", "hue_drift_hc",
         "brightness_ratio", "psnr", "ssim", "out_of_range_frac", "nonfinite_count", "grey_collapse",
-        "mean_saturation", "hc_fraction", "sat_diff", "brightness_diff",
+        "mean_saturation", "hc_fraction", "sat_diff", "brightness_diff", "chroma_ratio", "hue_spread_ratio", "hue_collapse",
     ]
     assert list(M.METRICS) == expected
     t = rand_img(1)
@@ -88,7 +88,8 @@ def test_registry_matches_image_metrics_and_contract():
         assert spec.title and spec.title != name  # every key has its per-image statistic in words
     targets = {k: s.target for k, s in M.METRICS.items() if s.direction == "target"}
     assert targets == {"sat_ratio": 1.0, "sat_ratio_hc": 1.0, "chroma_ratio_hc": 1.0,
-                       "hue_drift_hc": 0.0, "brightness_ratio": 1.0, "sat_diff": 0.0, "brightness_diff": 0.0}
+                       "hue_drift_hc": 0.0, "brightness_ratio": 1.0, "sat_diff": 0.0, "brightness_diff": 0.0,
+                       "chroma_ratio": 1.0, "hue_spread_ratio": 1.0, "hue_collapse": 0.0}
     assert M.get_metric("psnr").direction == "higher" and M.get_metric("ssim").direction == "higher"
     assert M.get_metric("de00_p95").direction == "lower" and M.get_metric("de00_p95").unit == "ΔE00"
     assert M.get_metric("hue_shift_hc_p95").unit == "degrees"
@@ -674,6 +675,113 @@ def test_health_flags_grey_collapse_and_low_color_levels():
 
 
 # ----------------------------------------------------------------------------------------------
+# The whole-image chroma distribution (colourization): chroma_ratio, hue_spread_ratio, hue_collapse
+# ----------------------------------------------------------------------------------------------
+
+
+def lab_image(lab: np.ndarray) -> torch.Tensor:
+    """An sRGB (3, H, W) float64 tensor from CIELAB (H, W, 3) through colour-science: Lab_to_XYZ,
+    the exact inverse of its sRGB RGB->XYZ matrix (its printed XYZ->RGB matrix is the standard's
+    4-decimal one, which does not round-trip), and its sRGB encoding."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = np.linalg.inv(colour.RGB_COLOURSPACES["sRGB"].matrix_RGB_to_XYZ)
+        rgb = colour.cctf_encoding(np.clip(colour.Lab_to_XYZ(lab) @ m.T, 0, 1), function="sRGB")
+        lin = colour.Lab_to_XYZ(lab) @ m.T
+    assert lin.min() > -1e-9 and lin.max() < 1 + 1e-9, "test colours must lie inside the sRGB gamut"
+    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())
+
+
+def lch_scene(hues, chroma=20.0, h=16, w=48) -> np.ndarray:
+    """CIELAB (h, w, 3): vertical bands of the given hues at one chroma, L* ramping 50-70 down
+    the rows (the same lightness profile in every band)."""
+    lab = np.empty((h, w, 3))
+    lab[..., 0] = np.linspace(50.0, 70.0, h)[:, None]
+    band = np.repeat(np.radians(np.asarray(hues, dtype=np.float64)), w // len(hues))
+    lab[..., 1], lab[..., 2] = chroma * np.cos(band), chroma * np.sin(band)
+    return lab
+
+
+def grey_of_lab(lab: np.ndarray) -> torch.Tensor:
+    """R = G = B = the sRGB encoding of each pixel's CIE Y (from L*, CIE 015): the grey input."""
+    y = ((lab[..., 0] + 16.0) / 116.0) ** 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        v = colour.cctf_encoding(y, function="sRGB")
+    return torch.from_numpy(np.repeat(v[None], 3, axis=0).copy())
+
+
+@pytest.mark.parametrize("hues, spread", [
+    ([40.0], 0.0),                      # one hue: no spread
+    ([30.0, 210.0], 1.0),               # two hues 180° apart at equal chroma: the resultant cancels
+    ([10.0, 130.0, 250.0], 1.0),        # three evenly spread hues
+    ([0.0, 90.0, 180.0, 270.0], 1.0),   # four
+    ([0.0, 90.0], 1.0 - math.cos(math.pi / 4)),  # two hues 90° apart: 1 - |mean of two unit vectors|
+])
+def test_hue_spread_hand_cases(hues, spread):
+    img = lab_image(lch_scene(hues))
+    m = M.chroma_moments(img)
+    assert m.c == pytest.approx(20.0, rel=1e-9)
+    assert M.hue_spread(m, 2.3) == pytest.approx(spread, abs=1e-9)
+    assert M.resultant_length(m, 2.3) == pytest.approx(1.0 - spread, abs=1e-9)
+    if len(hues) == 1:
+        assert M.mean_hue(m) == pytest.approx(hues[0], abs=1e-7)
+
+
+def test_whole_image_ratios_hand_cases():
+    C = M.ChromaMoments
+    gt = C(10.0, 5.0, 0.0)                      # R̄ 0.5: half the chroma is one common hue
+    f = 2.3
+    assert M.chroma_ratio(C(4.0, 1.0, 1.0), gt, f) == 0.4
+    assert M.hue_spread_ratio(gt, gt, f) == 1.0 and M.hue_collapse(gt, gt, f) == 0.0
+    assert M.hue_collapse(C(10.0, 7.5, 0.0), gt, f) == pytest.approx(0.5)    # half-way to one hue
+    assert M.hue_collapse(C(10.0, 0.0, -2.5), gt, f) == pytest.approx(-0.5)  # half the common hue lost
+    assert M.hue_collapse(C(6.0, 0.0, 6.0), gt, f) == 1.0      # a uniform tint, whatever its hue
+    assert M.hue_spread_ratio(C(6.0, 0.0, 6.0), gt, f) == 0.0
+    grey = C(0.0, 0.0, 0.0)
+    assert (M.chroma_ratio(grey, gt, f), M.hue_spread_ratio(grey, gt, f), M.hue_collapse(grey, gt, f)) == (0.0, 0.0, -1.0)
+    assert M.resultant_length(grey, 0.0) == 0.0 and M.hue_spread(grey, 0.0) == 0.0 and math.isnan(M.mean_hue(grey))
+    # under the floor a faint tint counts by its colourfulness: R̄ = 1 / 2.3
+    assert M.resultant_length(C(1.0, 1.0, 0.0), f) == pytest.approx(1 / 2.3) and M.hue_spread(C(1.0, 1.0, 0.0), f) == 0.0
+    # NaN, never a vacuous 1: a GT without colour, or without hue spread (dispersed chroma C̄ - |m| < floor)
+    for fn in (M.chroma_ratio, M.hue_spread_ratio, M.hue_collapse):
+        assert math.isnan(fn(C(2.0, 0.0, 0.0), C(2.0, 0.0, 0.0), f)), fn.__name__  # under the floor
+        assert math.isnan(fn(grey, grey, f)) and math.isnan(fn(grey, grey, 0.0)), fn.__name__  # no division by 0
+    one_hue = C(20.0, 19.0, 0.0)
+    assert M.chroma_ratio(one_hue, one_hue, f) == 1.0
+    assert math.isnan(M.hue_spread_ratio(one_hue, one_hue, f)) and math.isnan(M.hue_collapse(one_hue, one_hue, f))
+    assert M.hue_spread_ratio(one_hue, one_hue, 0.5) == 1.0  # a lower floor admits it
+
+
+def test_colourization_failures_are_told_apart():
+    """Grey output, a uniform sepia tint over the GT's lightness, and a vivid colourization
+    with every hue wrong (turned 120°) read differently on the three keys."""
+    gt_lab = lch_scene([20.0, 60.0, 200.0, 290.0], chroma=20.0, h=24, w=48)  # hues with a common direction
+    gt = lab_image(gt_lab)
+    sepia_lab = gt_lab.copy()
+    sepia_lab[..., 1:] = (6.0, 18.0)
+    wrong_lab = lch_scene([140.0, 180.0, 320.0, 50.0], chroma=20.0, h=24, w=48)
+    keys = ("chroma_ratio", "hue_spread_ratio", "hue_collapse")
+    got = {name: [M.image_metrics(x, gt)[k] for k in keys]
+           for name, x in (("gt", gt), ("grey", grey_of_lab(gt_lab)), ("sepia", lab_image(sepia_lab)),
+                           ("wrong", lab_image(wrong_lab)))}
+    assert got["gt"] == pytest.approx([1.0, 1.0, 0.0], abs=1e-12)
+    cr, sr, co = got["grey"]
+    assert cr < 1e-3 and sr < 1e-3 and co < -0.9          # no colour, no hue
+    cr, sr, co = got["sepia"]
+    assert cr == pytest.approx(math.hypot(6, 18) / 20.0, rel=1e-6) and sr < 1e-6 and co > 1 - 1e-6  # colour, one hue
+    cr, sr, co = got["wrong"]
+    assert cr == pytest.approx(1.0, rel=1e-6) and sr == pytest.approx(1.0, rel=1e-6) and abs(co) < 1e-6
+    assert M.hue_shift(lab_image(wrong_lab), gt)["mean_abs"] == pytest.approx(120.0, abs=1e-6)  # the hue statistics see it
+    assert M.mean_hue(M.chroma_moments(lab_image(sepia_lab))) == pytest.approx(math.degrees(math.atan2(18, 6)), abs=1e-6)
+    # where the GT's hues cancel exactly (R̄ = 0) grey is as "uncommitted" as the GT: hue_collapse ~0,
+    # and chroma_ratio and hue_spread_ratio (both 0) name the failure
+    even = lch_scene([20.0, 110.0, 200.0, 290.0])
+    m = M.image_metrics(grey_of_lab(even), lab_image(even))
+    assert m["chroma_ratio"] < 1e-3 and m["hue_spread_ratio"] < 1e-3 and abs(m["hue_collapse"]) < 0.01
+
+
+# ----------------------------------------------------------------------------------------------
 # image_metrics
 # ----------------------------------------------------------------------------------------------
 
@@ -684,8 +792,9 @@ def test_image_metrics_identity():
     for k in ("de00_mean", "de00_p95", "de00_max", "de00_hc_p95", "hue_shift_hc_mean", "hue_drift_hc",
               "out_of_range_frac", "nonfinite_count", "grey_collapse"):
         assert m[k] == 0.0, k
-    for k in ("sat_ratio", "sat_ratio_hc", "chroma_ratio_hc", "brightness_ratio"):
+    for k in ("sat_ratio", "sat_ratio_hc", "chroma_ratio_hc", "brightness_ratio", "chroma_ratio", "hue_spread_ratio"):
         assert m[k] == pytest.approx(1.0, abs=1e-15), k
+    assert m["hue_collapse"] == 0.0
     assert m["ssim"] == pytest.approx(1.0, abs=1e-12) and math.isinf(m["psnr"])
     assert all(isinstance(v, float) for v in m.values())
 
@@ -758,6 +867,16 @@ def assert_metrics_match_oracles(m: dict[str, float], p: torch.Tensor, t: torch.
     colourful = spread_t > 0.02
     want = ((spread_p <= 0.02) & colourful).sum() / colourful.sum() if colourful.any() else float("nan")
     assert same(m["grey_collapse"], float(want)) or m["grey_collapse"] == pytest.approx(want, rel=1e-12)
+    # the whole-image chroma distribution, from colour-science's a*, b* (formulas written out here)
+    lab_p, lab_t = colour_lab(p), colour_lab(t)
+    cp, ct = np.hypot(lab_p[..., 1], lab_p[..., 2]).mean(), np.hypot(lab_t[..., 1], lab_t[..., 2]).mean()
+    rp = np.hypot(lab_p[..., 1].mean(), lab_p[..., 2].mean()) / max(cp, 2.3)
+    rt = np.hypot(lab_t[..., 1].mean(), lab_t[..., 2].mean()) / ct
+    assert ct >= 2.3 and ct * (1 - rt) >= 2.3  # random colour images: every key defined
+    assert m["chroma_ratio"] == pytest.approx(cp / ct, rel=1e-10)
+    assert m["hue_spread_ratio"] == pytest.approx((cp / max(cp, 2.3) - rp) / (1 - rt), rel=1e-9)
+    want = (rp - rt) / (1 - rt) if rp >= rt else (rp - rt) / rt
+    assert m["hue_collapse"] == pytest.approx(want, rel=1e-9, abs=1e-12)
 
 
 def test_image_metrics_bad_prediction_is_reported_not_raised():
@@ -797,7 +916,7 @@ def test_image_metrics_shapes_and_empty_masks():
     grey = t[0, :1].expand(3, -1, -1).contiguous()
     m = M.image_metrics(p[0], grey)
     for k in ("de00_hc_p95", "sat_ratio", "sat_ratio_hc", "chroma_ratio_hc", "hue_shift_hc_mean",
-              "hue_shift_hc_p95", "hue_drift_hc"):
+              "hue_shift_hc_p95", "hue_drift_hc", "chroma_ratio", "hue_spread_ratio", "hue_collapse"):
         assert math.isnan(m[k]), k
     assert m["hc_fraction"] == 0.0 and math.isnan(m["grey_collapse"])
     assert math.isnan(M.image_metrics(p[0, :, :8, :8], t[0, :, :8, :8])["ssim"])

@@ -20,6 +20,7 @@ from colorfid.errors import StressSetError, UnknownNameError, UsageError
 from colorfid.stress import (
     BUNDLED_SETS,
     IMAGE_SUFFIXES,
+    OPT_IN_SETS,
     Pair,
     StressSet,
     attach_predictions,
@@ -340,7 +341,7 @@ def _dir_bytes(p: Path) -> int:
 def test_bundled_sets_shape_and_budget():
     sets = resolve_sets(None)
     assert [s.name for s in sets] == ["colorchecker", "saturated_paint", "photos", "neutral"]
-    for s in sets:
+    for s in sets + [bundled_set(n) for n in OPT_IN_SETS]:
         assert 6 <= len(s) <= 12, s.name
         assert s.kind == "lq" and s.description and s.provenance.get("script") == "scripts/make_golden_data.py"
         for p in s.pairs:
@@ -357,7 +358,7 @@ def test_training_pairs_never_gate_images():
         return {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
 
     gate = set()
-    for s in resolve_sets(None):
+    for s in map(bundled_set, bundled_set_names()):  # the opt-in sets too
         gate |= digests([p.gt for p in s.pairs]) | digests([p.lq for p in s.pairs])
     train = bundled_training_set()
     assert not gate & (digests([p.gt for p in train.pairs]) | digests([p.lq for p in train.pairs]))
@@ -365,7 +366,7 @@ def test_training_pairs_never_gate_images():
     def thumbs(paths):
         return [np.asarray(Image.open(p).convert("L").resize((16, 16), Image.BILINEAR), np.float64) for p in paths]
 
-    gate_t = thumbs([p.gt for p in bundled_set("photos").pairs])
+    gate_t = thumbs([p.gt for p in bundled_set("photos").pairs] + [p.gt for p in bundled_set("colorization").pairs])
     for t in thumbs([p.gt for p in train.pairs if p.name.startswith("photo_")]):
         for g in gate_t:
             assert np.corrcoef(t.ravel(), g.ravel())[0, 1] < 0.95
@@ -532,10 +533,76 @@ def test_paint_share_lands_in_the_asked_range(gen):
         assert (gen.hsv_saturation(plain) >= 0.5).mean() < 0.05, i  # unpainted rooms: almost none
 
 
+def test_colorization_is_bundled_but_opt_in():
+    assert set(OPT_IN_SETS) <= set(BUNDLED_SETS) and "colorization" in OPT_IN_SETS
+    assert "colorization" in bundled_set_names()
+    assert "colorization" not in [s.name for s in resolve_sets(None)]  # "every bundled set" leaves it out
+    (s,) = resolve_sets(["colorization"])  # named, it runs
+    assert s.name == "colorization" and s.kind == "lq" and len(s) == 10
+
+
+def test_colorization_lq_is_the_gt_luminance_grey():
+    """LQ = the GT's CIE Y (linear sRGB, IEC 61966-2-1), sRGB-encoded, rounded to 8 bits, R = G = B
+    exactly: colour-science's decode / Y row / encode, and colorfid's to_grayscale (the trainer's
+    ``degradation: grayscale``) rounded, both give the committed bytes."""
+    colour = pytest.importorskip("colour")
+    import torch
+
+    from colorfid.io import read_image
+    from colorfid.train.data import to_grayscale
+
+    s = bundled_set("colorization")
+    assert s.degradation["kind"] == "grayscale" and "to_grayscale" in s.degradation["same_as"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        y_row = np.asarray(colour.RGB_COLOURSPACES["sRGB"].matrix_RGB_to_XYZ)[1]
+    for p in s.pairs:
+        lq = np.asarray(Image.open(p.lq).convert("RGB"))
+        assert (lq[..., 0] == lq[..., 1]).all() and (lq[..., 1] == lq[..., 2]).all(), p.name
+        gt = _read(p.gt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = np.rint(colour.cctf_encoding(colour.cctf_decoding(gt, function="sRGB") @ y_row, function="sRGB") * 255)
+        assert np.array_equal(lq[..., 0], ref.astype(np.uint8)), p.name
+        ours = to_grayscale(read_image(p.gt).to(torch.float64))
+        assert np.array_equal(np.rint(ours.numpy() * 255).astype(np.uint8).transpose(1, 2, 0), lq), p.name
+
+
+def test_colorization_scenes_hide_hue_from_lightness(gen):
+    """The synthetic scenes hold objects of one CIELAB L* in hues spread around the circle: in
+    their coloured pixels L* stays at the documented value (8-bit rounding and the discs' ±1
+    texture aside) and the chroma-weighted hue spread of the GT is near 1. The photographs are
+    scikit-image files no training pair uses."""
+    colour = pytest.importorskip("colour")
+    from colorfid.io import read_image
+    from colorfid.metrics import chroma_moments, hue_spread
+
+    s = bundled_set("colorization")
+    images = s.degradation["images"]
+    synthetic = [p for p in s.pairs if images[p.name]["source"] == "synthetic"]
+    photos = [p for p in s.pairs if images[p.name]["source"] != "synthetic"]
+    assert len(synthetic) == 5 and len(photos) == 5
+    for p in synthetic:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            lab = colour.XYZ_to_Lab(colour.sRGB_to_XYZ(_read(p.gt)))
+        c = np.hypot(lab[..., 1], lab[..., 2])
+        if "lightness" in images[p.name]:
+            core = c >= 0.9 * images[p.name]["chroma"]
+            assert core.mean() > 0.05, p.name
+            assert np.abs(lab[..., 0][core] - images[p.name]["lightness"]).max() < 1.6, p.name
+        assert hue_spread(chroma_moments(read_image(p.gt).double()), 2.3) > 0.9, p.name
+    train_files = {f for f, _ in gen.PHOTOS_TRAIN_FILES.values()} | {gen.GRASS_TRAIN[0]}
+    for p in photos:
+        assert images[p.name]["source"] not in train_files, p.name
+
+
 def test_committed_image_matches_generator(gen):
     """The first saturated_paint image and the first chart are what the script makes now
     (allowing a 1-level rounding difference on <0.1% of values for other CPUs / libm)."""
-    for build, set_name in ((gen.build_saturated_paint, "saturated_paint"), (gen.build_colorchecker, "colorchecker")):
+    first_scene = lambda: (x for x in gen.build_colorization() if x[0] == "discs_l62")  # noqa: E731
+    for build, set_name in ((gen.build_saturated_paint, "saturated_paint"), (gen.build_colorchecker, "colorchecker"),
+                            (first_scene, "colorization")):
         stem, gt, lq, _ = next(iter(build()))
         p = bundled_set(set_name).get(stem)
         for arr, path in ((gt, p.gt), (lq, p.lq)):

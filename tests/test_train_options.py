@@ -315,5 +315,13 @@ def test_example_options_parse():
         with warnings.catch_warnings():
             warnings.simplefilter("error", ColorfidWarning)
             opt = load_options(f, cwd=root.parent)
-        assert opt["val"] is not None and opt["val"]["sets"], f
-        assert opt["datasets"]["train"]["dataroot_gt"] == (root.parent / "golden" / "train" / "gt").resolve()
+        assert opt["val"] is not None and (opt["val"]["sets"] or opt["datasets"]["val"]), f
+        train = opt["datasets"]["train"]
+        if f.name.startswith("colorize_"):  # grey -> colour: the training images less a validation split
+            split = root.parent / "experiments" / "colorize_split"  # made by scripts/colorize_bench.py split
+            assert train["dataroot_gt"] == (split / "train" / "gt").resolve() and train["degradation"] == "grayscale", f
+            (val,) = opt["datasets"]["val"].values()
+            assert val["dataroot_gt"] == (split / "val" / "gt").resolve() and val["degradation"] == "grayscale", f
+            assert not opt["val"]["sets"], f  # never the held-out colorization set
+        else:
+            assert train["dataroot_gt"] == (root.parent / "golden" / "train" / "gt").resolve()

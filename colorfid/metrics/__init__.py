@@ -39,7 +39,8 @@ Where things are
 ----------------
 :mod:`~colorfid.metrics.protocol` (thresholds), :mod:`~colorfid.metrics.registry` (names,
 directions, badness), :mod:`~colorfid.metrics.statistics` (summaries, percentiles),
-:mod:`~colorfid.metrics.color_stats` (ΔE maps, masks, ratios, hue shift),
+:mod:`~colorfid.metrics.color_stats` (ΔE maps, masks, ratios, hue shift, the whole-image chroma
+distribution of colourization: :func:`chroma_ratio`, :func:`hue_spread_ratio`, :func:`hue_collapse`),
 :mod:`~colorfid.metrics.structural` (PSNR, SSIM, MS-SSIM), :mod:`~colorfid.metrics.health`,
 :mod:`~colorfid.metrics.image` (:func:`image_metrics`) with its pixel pass
 (:mod:`~colorfid.metrics.pixels`) and fused kernels (:mod:`~colorfid.metrics.fused`).
@@ -47,7 +48,10 @@ directions, badness), :mod:`~colorfid.metrics.statistics` (summaries, percentile
 
 from __future__ import annotations
 
-from .color_stats import brightness_ratio, delta_e_map, high_chroma_mask, hue_angle_delta, hue_shift, saturation_ratio
+from .color_stats import (
+    ChromaMoments, brightness_ratio, chroma_moments, chroma_ratio, delta_e_map, high_chroma_mask, hue_angle_delta,
+    hue_collapse, hue_shift, hue_spread, hue_spread_ratio, mean_hue, resultant_length, saturation_ratio,
+)
 from .fused import metric_kernels
 from .health import health_flags
 from .image import image_metrics
@@ -73,6 +77,14 @@ __all__ = [
     "hue_shift",
     "hue_angle_delta",
     "brightness_ratio",
+    "ChromaMoments",
+    "chroma_moments",
+    "resultant_length",
+    "hue_spread",
+    "mean_hue",
+    "chroma_ratio",
+    "hue_spread_ratio",
+    "hue_collapse",
     "psnr",
     "ssim",
     "ssim_map",

@@ -1,5 +1,7 @@
 """Colour statistics of one prediction against its ground truth: ΔE maps, the high-chroma mask,
-saturation / brightness ratios and the hue shift.
+saturation / brightness ratios, the hue shift, and the whole-image colour distribution that
+names the colourization failures (grey / sepia averaging: :func:`chroma_ratio`,
+:func:`hue_spread_ratio`, :func:`hue_collapse`).
 
 Masks are functions of the ground truth only, never of the prediction, so no statistic improves
 by making the prediction worse. One image ``(3, H, W)`` (or ``(1, 3, H, W)``) per call, except
@@ -9,7 +11,7 @@ for the tensor-valued :func:`delta_e_map` and :func:`high_chroma_mask` (any lead
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
@@ -18,12 +20,13 @@ from .._select import above, nonzero, where
 from ..color import check_srgb, chroma, hsv_saturation, safe_hypot, srgb_to_lab
 from ..difference import delta_e_76, delta_e_94, delta_e_2000
 from ..errors import ShapeError, UnknownNameError
-from ._checks import acc_dtype, check_image, check_mask, clamped_srgb, pair_one
+from ._checks import acc_dtype, check_image, check_mask, clamped_srgb, one_image, pair_one
 from .protocol import MetricProtocol, as_protocol
 from .statistics import NAN, quantiles, ratio, select, wmean
 
 __all__ = ["delta_e_map", "high_chroma_mask", "saturation_ratio", "brightness_ratio", "hue_angle_delta", "hue_shift",
-           "hue_stats"]
+           "hue_stats", "ChromaMoments", "chroma_moments", "resultant_length", "hue_spread", "mean_hue", "chroma_ratio",
+           "hue_spread_ratio", "hue_collapse"]
 
 
 _FORMULAS = ("76", "94", "2000")
@@ -251,3 +254,119 @@ def hue_shift(
     considered = lab_t[0].numel() if w is None else int((w > 0).sum())
     dh, c_p, ws = _hue_delta(lab_p, lab_t, chroma(lab_t), w, floor)
     return hue_stats(dh, c_p < floor, ws, considered)
+
+
+# --------------------------------------------------------------------------------------------
+# The whole-image colour distribution (colourization: grey / sepia averaging)
+# --------------------------------------------------------------------------------------------
+
+
+class ChromaMoments(NamedTuple):
+    """The first moments of an image's CIELAB chroma plane over all its N pixels:
+    C̄ = mean C*ab, ā = mean a*, b̄ = mean b* (CIE units, D65/2°). ``(ā, b̄)`` is the chroma-weighted
+    resultant of the unit hue vectors u_i: ``Σ C_i u_i = Σ (a_i, b_i)``."""
+
+    c: float
+    a: float
+    b: float
+
+
+def chroma_moments(image: Tensor) -> ChromaMoments:
+    """:class:`ChromaMoments` of one sRGB image (3, H, W) (or (1, 3, H, W)), in float64 via
+    :func:`colorfid.color.srgb_to_lab`. ``image_metrics`` gets the same numbers from its pixel pass."""
+    x = check_srgb(one_image(image, "chroma_moments: image"), name="chroma_moments: image").reshape(3, -1)
+    lab = srgb_to_lab(x.to(torch.float64), dim=0, check=False)
+    return ChromaMoments(float(safe_hypot(lab[1], lab[2]).mean()), float(lab[1].mean()), float(lab[2].mean()))
+
+
+def _chroma_scale(m: ChromaMoments, floor: float) -> float:
+    return max(m.c, float(floor))
+
+
+def resultant_length(m: ChromaMoments, floor: float) -> float:
+    """Chroma-weighted mean resultant length of the hues, R̄ = |(ā, b̄)| / max(C̄, floor), in [0, 1].
+
+    For C̄ >= ``floor`` this is Mardia & Jupp's mean resultant length (*Directional Statistics*,
+    2000, §2.3.1) of the hue angles h_i with weights C_i: 1 when every pixel has one hue, 0 when the
+    hues cancel. Below the floor (CIE C* units) it shrinks with the image's colourfulness, so a
+    grey image has R̄ = 0 (its hues, set by rounding noise, are not a direction). 0 when C̄ = floor = 0.
+    """
+    den = _chroma_scale(m, floor)
+    return math.hypot(m.a, m.b) / den if den > 0 else 0.0
+
+
+def hue_spread(m: ChromaMoments, floor: float) -> float:
+    """Chroma-weighted circular spread of the hues, V = (C̄ - |(ā, b̄)|) / max(C̄, floor), in [0, 1].
+
+    For C̄ >= ``floor``: the circular variance V = 1 - R̄ (Mardia & Jupp 2000, §2.3.1) with weights
+    C_i; 0 for a single hue (a uniform tint, sepia), 1 for hues that cancel (two hues 180° apart at
+    equal chroma, or evenly spread ones); for concentrated hues V ≈ σ²/2 (σ the angular standard
+    deviation, radians). Below the floor it shrinks with C̄ (a grey image: 0). Dimensionless.
+    """
+    den = _chroma_scale(m, floor)
+    return max(m.c - math.hypot(m.a, m.b), 0.0) / den if den > 0 else 0.0
+
+
+def mean_hue(m: ChromaMoments) -> float:
+    """Hue angle h_ab of the chroma-weighted mean (ā, b̄), degrees in [0, 360): the hue the
+    image's colours drift toward as a whole (e.g. ~50-80° for a sepia collapse); NaN when
+    ā = b̄ = 0. Informational: it has no better direction, so it is not a gate key."""
+    if m.a == 0.0 and m.b == 0.0:
+        return NAN
+    return math.degrees(math.atan2(m.b, m.a)) % 360.0
+
+
+def _gt_has_colour(gt: ChromaMoments, floor: float) -> bool:
+    return gt.c > 0 and gt.c >= floor
+
+
+def _gt_has_hues(gt: ChromaMoments, floor: float) -> bool:
+    dispersed = gt.c - math.hypot(gt.a, gt.b)
+    return _gt_has_colour(gt, floor) and dispersed > 0 and dispersed >= floor
+
+
+def chroma_ratio(pred: ChromaMoments, gt: ChromaMoments, floor: float) -> float:
+    """Whole-image chroma ratio C̄_pred / C̄_gt (mean CIELAB chroma over all pixels, CIE 015:2018
+    §8.2.1), target 1: 0 = a grey output (the grey identity of colourization), < 1 washed out or
+    sepia (averaging plausible colours shrinks chroma), > 1 over-coloured.
+
+    NaN when the GT's mean chroma is under ``floor`` (C* units; protocol ``image_chroma_floor``): a
+    near-neutral GT has no colour to keep, and a ratio over it is noise, never a vacuous 1.
+    """
+    return pred.c / gt.c if _gt_has_colour(gt, floor) else NAN
+
+
+def hue_spread_ratio(pred: ChromaMoments, gt: ChromaMoments, floor: float) -> float:
+    """Ratio of circular hue spreads V_pred / V_gt (:func:`hue_spread`), target 1: 0 = one hue
+    (a sepia / purple collapse) or grey, < 1 narrower hue distribution than the GT, > 1 wider.
+    A ratio of circular variances: for concentrated hues ≈ (σ_pred / σ_gt)².
+
+    NaN when the GT's mean chroma C̄ or its hue-dispersed chroma C̄ (1 - R̄) = C̄ - |(ā, b̄)| is
+    under ``floor`` (C* units): a GT with (almost) one hue has no spread to compare with.
+    """
+    if not _gt_has_hues(gt, floor):
+        return NAN
+    return hue_spread(pred, floor) / hue_spread(gt, floor)
+
+
+def hue_collapse(pred: ChromaMoments, gt: ChromaMoments, floor: float) -> float:
+    """Signed change of hue concentration, in [-1, 1], target 0 (R̄ of :func:`resultant_length`):
+
+    * ``(R̄_p - R̄_t) / (1 - R̄_t)`` when R̄_p >= R̄_t: the share of the way from the GT's
+      concentration to a single hue; +1 = every colour drifted to one hue (sepia, purple);
+    * ``(R̄_p - R̄_t) / R̄_t`` when R̄_p < R̄_t: the share of the GT's common hue that is lost;
+      -1 = no common hue at all (a grey output, or hues scattered at random).
+
+    So a uniform tint reads +1 and the GT 0; a grey output -1 where the GT's hues have a common
+    direction (R̄_t > 0) and ~0 where they cancel exactly (then :func:`chroma_ratio` and
+    :func:`hue_spread_ratio`, both 0, name it); a vivid colourization with the GT's spread of hues
+    ~0 even when every hue is wrong (``hue_shift_*`` and ``de00_*`` see that).
+    Which hue the colours collapse to: :func:`mean_hue`. NaN under the rule of
+    :func:`hue_spread_ratio` (the GT needs hue spread for 1 - R̄_t > 0).
+    """
+    if not _gt_has_hues(gt, floor):
+        return NAN
+    rp, rt = resultant_length(pred, floor), resultant_length(gt, floor)
+    if rp >= rt:
+        return (rp - rt) / (1.0 - rt)
+    return (rp - rt) / rt

@@ -14,7 +14,7 @@ from torch import Tensor
 from .. import _heap
 from .._layout import chunk_pixels
 from ._checks import acc_dtype, bad_value_counts, clamped_srgb, one_image, same_shape, sanitize
-from .color_stats import hue_stats
+from .color_stats import ChromaMoments, chroma_ratio, hue_collapse, hue_spread_ratio, hue_stats
 from .fused import FusedPixels, kernels_for, ssim_planes_fused
 from .health import health_from_counts
 from .pixels import EagerPixels, PixelThresholds, Sums
@@ -59,6 +59,9 @@ def image_metrics(
     * The whole-image ratios ``sat_ratio`` / ``brightness_ratio`` are NaN where the GT's mean S / V
       is under ``protocol.ratio_floor`` (a near-grey / near-black GT); ``sat_diff`` /
       ``brightness_diff`` (mean pred - mean GT) are always defined.
+    * ``chroma_ratio``, ``hue_spread_ratio`` and ``hue_collapse`` describe the whole image's CIELAB
+      chroma distribution (:func:`~colorfid.metrics.chroma_ratio` and beside it); NaN when the GT's
+      mean (or hue-dispersed) chroma is under ``image_chroma_floor``.
 
     Computed in ``dtype`` (float64, the reference precision, by default), in strips of pixels
     converted on the fly (bounded memory). Not differentiable.
@@ -120,6 +123,10 @@ def image_metrics(
             ssim_value = float(planes.mean())
         del clean, t_in
 
+        pm = ChromaMoments(sv.c_pred / n_px, sv.a_pred / n_px, sv.b_pred / n_px)
+        gm = ChromaMoments(sv.c_gt / n_px, sv.a_gt / n_px, sv.b_gt / n_px)
+        floor = p.image_chroma_floor
+
         de_all = summarize(de)
         de_hc = summarize(de, hc > 0.5)
         sel = hue_sel > 0.5
@@ -148,6 +155,9 @@ def image_metrics(
             "hc_fraction": mean(n_hc, n_px),
             "sat_diff": mean(sv.s_pred - sv.s_gt, n_px),
             "brightness_diff": mean(sv.v_pred - sv.v_gt, n_px),
+            "chroma_ratio": chroma_ratio(pm, gm, floor),
+            "hue_spread_ratio": hue_spread_ratio(pm, gm, floor),
+            "hue_collapse": hue_collapse(pm, gm, floor),
         }
     assert list(out) == list(METRICS), "image_metrics and METRICS out of step"
     return {k: float(v) for k, v in out.items()}

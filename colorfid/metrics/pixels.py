@@ -41,7 +41,8 @@ class Sums(NamedTuple):
     """The per-image sums of the pixel pass, in the order of :attr:`PixelTerms.sums`.
 
     "hc": GT HSV S >= hc_saturation; "cc": GT C*ab >= hc_chroma; grey: channel spread <=
-    grey_tolerance; colourful: the GT is not grey. V, S are HSV value and saturation, C chroma."""
+    grey_tolerance; colourful: the GT is not grey. V, S are HSV value and saturation, C chroma;
+    the last six are the unmasked sums of C*ab, a* and b* (:class:`~colorfid.metrics.ChromaMoments`)."""
 
     sq_err: float
     v_pred: float
@@ -57,6 +58,12 @@ class Sums(NamedTuple):
     n_grey: float
     n_colourful: float
     n_grey_colourful: float
+    c_pred: float
+    c_gt: float
+    a_pred: float
+    b_pred: float
+    a_gt: float
+    b_gt: float
 
 
 class PixelTerms(NamedTuple):
@@ -73,7 +80,8 @@ class PixelTerms(NamedTuple):
 def pixel_terms(x: Tensor, t: Tensor, thr: PixelThresholds, valid: Tensor | None = None) -> PixelTerms:
     """The per-pixel work on the sanitised prediction ``x`` and the target ``t`` (3, N), sRGB in
     [0, 1], one float dtype. ``valid`` (float 0/1 per pixel, or None for all) excludes padding from
-    the counts; padded pixels are zeros in both images, which add exactly 0 to the value sums."""
+    the counts; padded pixels are zeros in both images, which add exactly 0 to the value sums
+    (black has L* = a* = b* = 0 exactly)."""
     hc_s, tol, hc_c, floor = thr.hc_saturation, thr.grey_tolerance, thr.hc_chroma, thr.hue_chroma_floor
     acc = acc_dtype(x.device)
     sp, st = hsv_saturation(x, dim=0, check=False), hsv_saturation(t, dim=0, check=False)
@@ -97,6 +105,8 @@ def pixel_terms(x: Tensor, t: Tensor, thr: PixelThresholds, valid: Tensor | None
         "c_pred_cc": (cp * ccf).sum(dtype=acc), "c_gt_cc": (ct * ccf).sum(dtype=acc), "n_cc": ccf.sum(dtype=acc),
         "n_hc": hc.sum(dtype=acc), "n_grey": grey.sum(dtype=acc), "n_colourful": colourful.sum(dtype=acc),
         "n_grey_colourful": (grey * colourful).sum(dtype=acc),
+        "c_pred": cp.sum(dtype=acc), "c_gt": ct.sum(dtype=acc), "a_pred": lp[1].sum(dtype=acc),
+        "b_pred": lp[2].sum(dtype=acc), "a_gt": lt[1].sum(dtype=acc), "b_gt": lt[2].sum(dtype=acc),
     }
     return PixelTerms(de, hc, hue_sel, dh, pred_low, torch.stack([sums[k] for k in Sums._fields]))
 

@@ -44,6 +44,12 @@ class MetricProtocol:
         ``hc_saturation`` (or C*ab >= ``hc_chroma``), so their denominators are at least that.
     worst_k:
         How many worst images reports and results list per set (default 3).
+    image_chroma_floor:
+        The whole-image colour statistics (``chroma_ratio``, ``hue_spread_ratio``,
+        ``hue_collapse``) need the GT's mean chroma C*ab to be at least this, and the hue ones
+        also its hue-dispersed chroma C̄ (1 - R̄) (CIE units; default 2.3, one just-noticeable
+        difference in ΔE*ab, Mahy et al. 1994): below it the GT has no colour (no hue diversity)
+        to keep, and the key is NaN.
     """
 
     hc_saturation: float = 0.5
@@ -54,6 +60,7 @@ class MetricProtocol:
     low_color_critical: float = 0.04
     ratio_floor: float = 0.10
     worst_k: int = 3
+    image_chroma_floor: float = 2.3
 
     def __post_init__(self) -> None:
         for f in fields(self):

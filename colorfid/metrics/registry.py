@@ -17,7 +17,8 @@ __all__ = ["METRICS_VERSION", "COLOR_PIPELINE", "Direction", "MetricSpec", "METR
 #: Bump it whenever a number :func:`~colorfid.metrics.image_metrics` returns would change for the same images.
 #: 2: ``sat_ratio`` / ``brightness_ratio`` NaN under ``MetricProtocol.ratio_floor``; ``sat_diff``,
 #: ``brightness_diff`` added.
-METRICS_VERSION = 2
+#: 3: ``chroma_ratio``, ``hue_spread_ratio``, ``hue_collapse`` added (``MetricProtocol.image_chroma_floor``).
+METRICS_VERSION = 3
 #: The colour pipeline the metrics use, recorded in every results protocol.
 COLOR_PIPELINE = (
     "sRGB (IEC 61966-2-1) -> linear -> XYZ (D65, Y=1) -> CIELAB (CIE 015:2018, D65 2deg); "
@@ -102,6 +103,9 @@ METRICS: dict[str, MetricSpec] = {
         _spec("hc_fraction", "higher", "fraction", f"Fraction of the image that is {_HC}; a property of the GT that says how many pixels the *_hc keys rest on."),
         _spec("sat_diff", "target", "HSV S", "Mean HSV saturation of the prediction - of the GT, all pixels (defined where sat_ratio is not).", 0.0),
         _spec("brightness_diff", "target", "HSV V", "Mean HSV value V of the prediction - of the GT, all pixels (defined where brightness_ratio is not).", 0.0),
+        _spec("chroma_ratio", "target", "ratio", "Mean CIELAB chroma C*ab of the prediction / of the GT over all pixels; 0 = grey, < 1 washed out or sepia; NaN when the GT's mean C* < image_chroma_floor.", 1.0),
+        _spec("hue_spread_ratio", "target", "ratio", "Circular hue spread 1 - R̄ (chroma-weighted hue vectors; Mardia & Jupp 2000) of the prediction / of the GT; 0 = one hue (sepia) or grey; NaN when the GT's mean or hue-dispersed chroma < image_chroma_floor.", 1.0),
+        _spec("hue_collapse", "target", "", "Signed change of hue concentration R̄ pred vs GT in [-1, 1]: +1 every colour in one hue (sepia / purple averaging), -1 no common hue (grey, or random hues); NaN as hue_spread_ratio.", 0.0),
     ]
 }
 
@@ -129,6 +133,9 @@ _LABELS = {
     "hc_fraction": "hc pixels in the GT",
     "sat_diff": "sat. difference, whole image",
     "brightness_diff": "brightness difference, whole image",
+    "chroma_ratio": "chroma ratio, whole image",
+    "hue_spread_ratio": "hue spread ratio, whole image",
+    "hue_collapse": "hue collapse, whole image",
 }
 METRICS.update({k: replace(METRICS[k], label=v) for k, v in _LABELS.items() if k in METRICS})
 

@@ -16,7 +16,8 @@ from its GT, an unreadable file, an empty or missing folder, an unknown ``set.to
 protocol field -- raises one :class:`~colorfid.errors.StressSetError` that lists *every*
 offender, never a silent skip.
 
-The bundled sets (``colorchecker``, ``saturated_paint``, ``photos``, ``neutral``) live in
+The bundled sets (``colorchecker``, ``saturated_paint``, ``photos``, ``neutral``, and the opt-in
+``colorization``, run only when named) live in
 ``<repo>/golden/stress/<name>/`` and were made by ``scripts/make_golden_data.py`` (see
 ``golden/stress/README.md``). The bundled *training* pairs (``golden/train/``, same layout)
 come from the same generators with other seeds and scenes and never overlap the stress sets.
@@ -29,7 +30,7 @@ Rooms: :mod:`~colorfid.stress.sets` (folders, pairing, validation) and
 from __future__ import annotations
 
 from .bundled import (
-    BUNDLED_SETS, bundled_set, bundled_set_names, bundled_training_set, golden_dir, resolve_sets, stress_dir,
+    BUNDLED_SETS, OPT_IN_SETS, bundled_set, bundled_set_names, bundled_training_set, golden_dir, resolve_sets, stress_dir,
     training_dir,
 )
 from .sets import IMAGE_SUFFIXES, SET_TOML_KEYS, CheckMode, Kind, Pair, StressSet, attach_predictions, load_stress_set
@@ -37,6 +38,7 @@ from .sets import IMAGE_SUFFIXES, SET_TOML_KEYS, CheckMode, Kind, Pair, StressSe
 __all__ = [
     "IMAGE_SUFFIXES",
     "BUNDLED_SETS",
+    "OPT_IN_SETS",
     "SET_TOML_KEYS",
     "Pair",
     "StressSet",

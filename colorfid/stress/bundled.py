@@ -10,11 +10,14 @@ from typing import Sequence
 from ..errors import StressSetError, UnknownNameError, UsageError
 from .sets import CheckMode, Kind, StressSet, is_set_folder, load_stress_set, set_folders
 
-__all__ = ["BUNDLED_SETS", "golden_dir", "stress_dir", "training_dir", "bundled_training_set", "bundled_set_names",
+__all__ = ["BUNDLED_SETS", "OPT_IN_SETS", "golden_dir", "stress_dir", "training_dir", "bundled_training_set", "bundled_set_names",
            "bundled_set", "resolve_sets"]
 
 #: The bundled stress sets, in the order reports list them.
-BUNDLED_SETS: tuple[str, ...] = ("colorchecker", "saturated_paint", "photos", "neutral")
+BUNDLED_SETS: tuple[str, ...] = ("colorchecker", "saturated_paint", "photos", "neutral", "colorization")
+#: Bundled sets that run only when named (``colorfid eval --sets colorization``), never as part of
+#: "every bundled set": a colourization set's grey inputs are not a restoration model's "before".
+OPT_IN_SETS: tuple[str, ...] = ("colorization",)
 
 _GOLDEN_ENV = "COLORFID_GOLDEN"
 
@@ -92,7 +95,8 @@ def resolve_sets(
     - a path to a folder of set folders: every visible sub-folder must be a set (one that is
       not is an error, see :func:`colorfid.stress.sets.set_folders`).
 
-    ``None`` means every bundled set.
+    ``None`` means every bundled set except the opt-in ones (:data:`OPT_IN_SETS`), which run
+    only when named.
 
     Raises:
         UnknownNameError: a bare name that is neither bundled nor an existing folder (the
@@ -103,7 +107,7 @@ def resolve_sets(
         UsageError: an empty name.
     """
     if specs is None:
-        names = bundled_set_names()
+        names = [n for n in bundled_set_names() if n not in OPT_IN_SETS]
         if not names:
             raise StressSetError(f"no bundled stress sets found in {stress_dir()}")
         return [load_stress_set(stress_dir() / n, kind=kind, check=check) for n in names]
