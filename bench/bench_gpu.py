@@ -54,6 +54,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_train's make_data
 
 NO_CUDA = "skipped: no CUDA device (torch.cuda.is_available() is False)"
 SECTIONS = "abcde"
@@ -539,19 +540,6 @@ def _compiled_loss_row(b: Bench, dev: torch.device, out: torch.Tensor, gt: torch
 # ------------------------------------------------------------------------------------------------
 
 
-def _make_data(root: Path, n: int, size: int) -> None:
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for side in ("gt", "lq"):
-        (root / side).mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        gt = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        Image.fromarray(gt).save(root / "gt" / f"{i}.png")
-        Image.fromarray((gt * 0.8).astype(np.uint8)).save(root / "lq" / f"{i}.png")
-
-
 def section_d(b: Bench) -> None:
     if b.cuda:
         q = b.args.quick
@@ -570,7 +558,9 @@ def _section_d_on(b: Bench, dev: torch.device, cfg: dict[str, Any], batch: int, 
     reps = 2 if not cuda else 4 if b.args.quick else (b.args.reps or 30)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        _make_data(root, 2 * batch, crop + 32)
+        from bench_train import make_data  # same folder: the same random training pairs
+
+        make_data(root, 2 * batch, crop + 32)
         net_opts = {"type": "NAFNet", **{k: v for k, v in cfg.items() if k != "img_channel"}}
         raw = {
             "name": "bench_gpu", "manual_seed": 0,

@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 
-def _make_data(root: Path, n: int, size: int) -> None:
+def make_data(root: Path, n: int, size: int) -> None:
     rng = np.random.default_rng(0)
     for side in ("gt", "lq"):
         (root / side).mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ def bench_overhead(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        _make_data(root, 8, 96)
+        make_data(root, 8, 96)
         tr = _trainer(root, width=width, enc=enc, batch=batch, crop=crop, device="cpu", amp="off",
                       channels_last=False, total=10**6, workers=0)
         batch_ = tr._next_batch()
@@ -143,7 +143,7 @@ def bench_gpu(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        _make_data(root, 16, 320)
+        make_data(root, 16, 320)
         for label, amp, cl in (("fp32", "off", False), ("bf16 + channels_last", "bf16", True)):
             tr = _trainer(root, width=32, enc=[2, 2, 4, 8], batch=8, crop=256, device="cuda", amp=amp,
                           channels_last=cl, total=10**6, workers=0)

@@ -19,9 +19,10 @@ from typing import Any, Mapping
 import numpy as np
 
 from ._atomic import atomic_open, atomic_write_bytes, write_target
-from .errors import OutputError
+from .errors import OutputError, UsageError
 
 __all__ = [
+    "env_count",
     "utc_now", "read_text", "parse_json", "load_json", "atomic_write_json", "atomic_write_text", "json_default",
     "plain", "sha256_file", "output_problem", "check_output_file", "check_output_dir", "os_reason", "safe_name",
 ]
@@ -193,3 +194,21 @@ def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 20) -> str:
         for block in iter(lambda: fh.read(chunk_size), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def env_count(name: str, default: int, unit: str, example: str) -> int:
+    """A positive whole-number setting from the environment variable ``name`` (``default`` when it
+    is unset or blank; ``"5e8"`` is read as 500000000). :class:`UsageError` naming the variable,
+    the ``unit`` and an ``example`` setting otherwise."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+        ok = value.is_integer() and value >= 1
+    except (ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise UsageError(f"{name}={raw!r}: expected a positive whole number of {unit} "
+                         f"(default {default}; e.g. {name}={example})")
+    return int(value)

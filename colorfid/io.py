@@ -52,6 +52,7 @@ from PIL import Image, ImageCms, ImageOps
 from torch import Tensor
 
 from ._atomic import atomic_write_bytes
+from ._files import env_count
 from .color import linear_to_srgb
 from .errors import (
     ColorfidWarning, DTypeError, ImageReadError, ImageTooLargeError, ImageWriteError, RangeError, ShapeError, UsageError,
@@ -77,18 +78,7 @@ def max_pixels() -> int:
     Raises:
         UsageError: the variable is not a positive integer (the message names it).
     """
-    raw = os.environ.get(MAX_PIXELS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_PIXELS
-    try:
-        value = float(raw)
-        ok = value.is_integer() and value >= 1
-    except (ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise UsageError(f"{MAX_PIXELS_ENV}={raw!r}: expected a positive whole number of pixels per image "
-                         f"(default {DEFAULT_MAX_PIXELS}; e.g. {MAX_PIXELS_ENV}=60000000)")
-    return int(value)
+    return env_count(MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, "pixels per image", "60000000")
 
 
 def _check_pixels(path: Path, w: int, h: int, limit: int | None) -> None:

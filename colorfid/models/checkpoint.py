@@ -47,7 +47,7 @@ import torch
 from torch import Tensor, nn
 
 from .._atomic import atomic_open
-from .._files import sha256_file
+from .._files import env_count, sha256_file
 from ..errors import CheckpointError, UnsafeCheckpointError, UsageError
 from .nafnet import NAFNet, NAFNetLocal, nafnet_size, nafnet_state_shapes
 
@@ -87,18 +87,7 @@ def max_params() -> int:
     Raises:
         UsageError: the variable is not a positive whole number (the message names it).
     """
-    raw = os.environ.get(MAX_PARAMS_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MAX_PARAMS
-    try:
-        value = float(raw)
-        ok = value.is_integer() and value >= 1
-    except (ValueError, OverflowError):
-        ok = False
-    if not ok:
-        raise UsageError(f"{MAX_PARAMS_ENV}={raw!r}: expected a positive whole number of parameters "
-                         f"(default {DEFAULT_MAX_PARAMS}; e.g. {MAX_PARAMS_ENV}=5e8)")
-    return int(value)
+    return env_count(MAX_PARAMS_ENV, DEFAULT_MAX_PARAMS, "parameters", "5e8")
 
 Factory = Union[str, Callable[[], nn.Module]]
 
@@ -392,19 +381,7 @@ def validate_nafnet_state(state_dict: Mapping[str, Tensor], config: Mapping[str,
             f"{n_keys:,} tensors, the checkpoint {len(state_dict):,}. Nothing was built."
         )
     expected = nafnet_state_shapes(config)
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    conflicts = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {s}" for k, s in expected.items()
-                 if k in state_dict and tuple(state_dict[k].shape) != s]
-    if missing or unexpected or conflicts:
-        lines = [f"{source} does not fit NAFNet ({_config_text(config)}):"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-        if conflicts:
-            lines.append(f"  shape conflicts ({len(conflicts)}): {_listing(conflicts)}")
-        raise CheckpointError("\n".join(lines))
+    _refuse_misfit(expected, state_dict, f"{source} does not fit NAFNet ({_config_text(config)}):")
 
 
 def build_nafnet(config: Mapping[str, Any], *, tlc: bool | Mapping[str, Any] = False) -> NAFNet:
@@ -424,16 +401,19 @@ def check_state_dict(model: nn.Module, state_dict: Mapping[str, Tensor], *, sour
     Compares against ``model.state_dict()`` (parameters and persistent buffers), i.e. the
     ``strict=True`` contract, before anything is copied.
     """
-    expected = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _refuse_misfit(expected, state_dict, f"{source} does not fit {type(model).__name__}:")
+
+
+def _refuse_misfit(expected: Mapping[str, tuple[int, ...]], state_dict: Mapping[str, Tensor], title: str) -> None:
+    """CheckpointError headed ``title`` listing missing keys, unexpected keys and shape conflicts of
+    ``state_dict`` against the ``expected`` key -> shape map (the ``strict=True`` contract)."""
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
-    conflicts = [
-        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
+    conflicts = [f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {s}" for k, s in expected.items()
+                 if k in state_dict and tuple(state_dict[k].shape) != tuple(s)]
     if missing or unexpected or conflicts:
-        lines = [f"{source} does not fit {type(model).__name__}:"]
+        lines = [title]
         if missing:
             lines.append(f"  missing keys ({len(missing)}): {_listing(missing)}")
         if unexpected:
