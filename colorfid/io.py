@@ -53,7 +53,7 @@ from torch import Tensor
 
 from ._atomic import atomic_write_bytes
 from ._files import env_count
-from .color import linear_to_srgb
+from .icc import cms_to_srgb, float_icc_to_srgb, is_srgb, matrix_shaper, profile_description
 from .errors import (
     ColorfidWarning, DTypeError, ImageReadError, ImageTooLargeError, ImageWriteError, RangeError, ShapeError, UsageError,
 )
@@ -287,18 +287,6 @@ def _bit_depth(im: Image.Image, path: Path) -> int:
     return 8
 
 
-def _profile_description(profile: ImageCms.ImageCmsProfile) -> str:
-    desc = (profile.profile.profile_description or "").strip()
-    return desc or "(no description)"
-
-
-def _is_srgb(description: str) -> bool:
-    return bool(re.search(r"(?<![\w-])sRGB(?![\w-])", description)) or "61966-2" in description
-
-
-_SRGB_PROFILE = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-
-
 def _orient_array(a: np.ndarray, orientation: int) -> np.ndarray:
     """Apply EXIF orientation to an (H, W, ...) array: the transforms ImageOps.exif_transpose uses."""
     if orientation == 2:  # mirror horizontal
@@ -316,98 +304,6 @@ def _orient_array(a: np.ndarray, orientation: int) -> np.ndarray:
     if orientation == 8:  # rotate 90 counter-clockwise
         return np.rot90(a, k=1)
     return a
-
-
-# -- ICC: the float path for 16-bit images with matrix/TRC profiles ---------------------------
-
-
-def _icc_tags(data: bytes) -> dict[bytes, bytes]:
-    (count,) = struct.unpack(">I", data[128:132])
-    tags = {}
-    for i in range(count):
-        sig, off, size = struct.unpack(">4sII", data[132 + 12 * i : 144 + 12 * i])
-        tags[sig] = data[off : off + size]
-    return tags
-
-
-def _s15(b: bytes) -> float:
-    return struct.unpack(">i", b)[0] / 65536.0
-
-
-def _eval_trc(tag: bytes, x: np.ndarray) -> np.ndarray:
-    """Evaluate an ICC 'curv' or 'para' tone curve (ICC.1:2010 10.6 and 10.18) on x in [0, 1]."""
-    kind = tag[:4]
-    if kind == b"curv":
-        (n,) = struct.unpack(">I", tag[8:12])
-        if n == 0:
-            return x
-        if n == 1:
-            return np.power(x, struct.unpack(">H", tag[12:14])[0] / 256.0)
-        table = np.frombuffer(tag[12 : 12 + 2 * n], dtype=">u2").astype(np.float64) / 65535.0
-        return np.interp(x, np.linspace(0.0, 1.0, n), table)
-    if kind == b"para":
-        (ftype,) = struct.unpack(">H", tag[8:10])
-        nparams = {0: 1, 1: 3, 2: 4, 3: 5, 4: 7}.get(ftype)
-        if nparams is None:
-            raise ValueError(f"unknown parametric curve type {ftype}")
-        p = [_s15(tag[12 + 4 * i : 16 + 4 * i]) for i in range(nparams)] + [0.0] * (7 - nparams)
-        g, a, b, c, d, e, f = p
-        if ftype == 0:
-            return np.power(x, g)
-        if ftype == 1:
-            return np.where(x >= -b / a, np.power(np.clip(a * x + b, 0, None), g), 0.0)
-        if ftype == 2:
-            return np.where(x >= -b / a, np.power(np.clip(a * x + b, 0, None), g) + c, c)
-        if ftype == 3:
-            return np.where(x >= d, np.power(np.clip(a * x + b, 0, None), g), c * x)
-        return np.where(x >= d, np.power(np.clip(a * x + b, 0, None), g) + e, c * x + f)
-    raise ValueError(f"unsupported tone curve type {kind!r}")
-
-
-def _matrix_shaper(profile: ImageCms.ImageCmsProfile, icc: bytes) -> tuple[np.ndarray, list[bytes]] | None:
-    """(3x3 RGB->XYZ(D50) matrix, [rTRC, gTRC, bTRC]) of an RGB matrix/TRC profile, else None."""
-    prof = profile.profile
-    if prof.xcolor_space.strip() != "RGB" or not prof.is_matrix_shaper:
-        return None
-    try:
-        tags = _icc_tags(icc)
-        trcs = [tags[b"rTRC"], tags[b"gTRC"], tags[b"bTRC"]]
-        for t in trcs:
-            _eval_trc(t, np.zeros(1))
-    except (KeyError, ValueError, struct.error):
-        return None
-    cols = [prof.red_colorant, prof.green_colorant, prof.blue_colorant]
-    if any(c is None for c in cols):
-        return None
-    m = np.array([c[0] for c in cols], dtype=np.float64).T  # columns = colorants
-    return m, trcs
-
-
-def _srgb_from_xyz_d50() -> np.ndarray:
-    prof = _SRGB_PROFILE.profile
-    m = np.array([c[0] for c in (prof.red_colorant, prof.green_colorant, prof.blue_colorant)]).T
-    return np.linalg.inv(m)
-
-
-def _float_icc_to_srgb(rgb: np.ndarray, shaper: tuple[np.ndarray, list[bytes]]) -> np.ndarray:
-    """(H, W, 3) float64 in the profile's RGB -> sRGB-encoded float in [0, 1]."""
-    m, trcs = shaper
-    lin = np.stack([_eval_trc(trcs[i], rgb[..., i]) for i in range(3)], axis=-1)
-    xyz = lin @ m.T
-    srgb_lin = np.clip(xyz @ _srgb_from_xyz_d50().T, 0.0, 1.0)
-    enc = linear_to_srgb(torch.from_numpy(np.ascontiguousarray(srgb_lin)), dim=-1).numpy()
-    return np.clip(enc, 0.0, 1.0)
-
-
-def _cms_to_srgb(im: Image.Image, profile: ImageCms.ImageCmsProfile) -> Image.Image:
-    """Convert a Pillow image in ``profile`` to sRGB "RGB" with LittleCMS (relative colorimetric)."""
-    return ImageCms.profileToProfile(
-        im,
-        profile,
-        _SRGB_PROFILE,
-        renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
-        outputMode="RGB",
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -446,7 +342,7 @@ def _decode_pillow(im: Image.Image, path: Path, icc: ImageCms.ImageCmsProfile | 
             fits = ("RGB",)
         if mode in fits:
             try:
-                im = _cms_to_srgb(im, icc)
+                im = cms_to_srgb(im, icc)
                 mode = "RGB"
                 meta.icc_converted, meta.icc_method = True, "ImageCms"
             except ImageCms.PyCMSError as exc:
@@ -528,11 +424,11 @@ def _decode_cv2(path: Path, icc: ImageCms.ImageCmsProfile | None, icc_bytes: byt
     out = np.ascontiguousarray(arr).astype(np.float64) / scale
     if icc is not None:
         space = icc.profile.xcolor_space.strip()
-        shaper = _matrix_shaper(icc, icc_bytes or b"") if space == "RGB" else None
+        shaper = matrix_shaper(icc, icc_bytes or b"") if space == "RGB" else None
         if shaper is not None:
             if out.shape[2] == 1:
                 out = np.repeat(out, 3, axis=2)
-            out = _float_icc_to_srgb(out, shaper)
+            out = float_icc_to_srgb(out, shaper)
             meta.icc_converted, meta.icc_method = True, "matrix-shaper-float"
         elif (space == "RGB" and out.shape[2] in (1, 3)) or (space == "GRAY" and out.shape[2] == 1):
             _warn(meta.warnings, f"{path}: {meta.bit_depth}-bit image with LUT-based ICC profile {meta.icc_profile!r}: converted at 8-bit precision")
@@ -540,7 +436,7 @@ def _decode_cv2(path: Path, icc: ImageCms.ImageCmsProfile | None, icc_bytes: byt
             src = out[..., 0] if mode == "L" else (np.repeat(out, 3, axis=2) if out.shape[2] == 1 else out)
             im8 = Image.fromarray(np.clip(np.rint(src * 255.0), 0, 255).astype(np.uint8), mode)
             try:
-                out = np.asarray(_cms_to_srgb(im8, icc)).astype(np.float64) / 255.0
+                out = np.asarray(cms_to_srgb(im8, icc)).astype(np.float64) / 255.0
                 meta.icc_converted, meta.icc_method = True, "ImageCms"
             except ImageCms.PyCMSError as exc:
                 _warn(meta.warnings, f"{path}: ICC profile {meta.icc_profile!r} could not be applied ({exc}); pixels taken as sRGB")
@@ -592,8 +488,8 @@ def read_image(
                 except (ImageCms.PyCMSError, OSError, ValueError) as exc:
                     _warn(meta_warnings, f"{p}: embedded ICC profile is unreadable ({exc}); pixels taken as sRGB")
                 else:
-                    meta.icc_profile = _profile_description(icc)
-                    if _is_srgb(meta.icc_profile):
+                    meta.icc_profile = profile_description(icc)
+                    if is_srgb(meta.icc_profile):
                         icc = None
             if bits > 8:
                 arr = _decode_cv2(p, icc, icc_bytes, meta)

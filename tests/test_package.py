@@ -49,7 +49,7 @@ def test_cli_without_command_is_a_usage_error(capsys):
 # with cli.
 ORDER = [
     "errors", "_version", "_atomic", "_lock", "_heap", "_threads", "_select", "_tensors", "_layout", "_format", "_files", "_aot",
-    "color", "difference", "metrics", "losses", "testing", "io", "models", "stress", "results", "evaluation",
+    "color", "difference", "metrics", "losses", "testing", "icc", "io", "models", "stress", "results", "evaluation",
     "gate", "report", "pytest_plugin", "train", "basicsr", "demo", "cli",
 ]
 
