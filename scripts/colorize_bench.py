@@ -150,7 +150,7 @@ def evaluate_runs(only: list[str] | None = None) -> None:
     """Evaluate every finished run on the validation split and the held-out colorization set."""
     import torch
 
-    from colorfid.evaluate import evaluate
+    from colorfid.evaluation import evaluate
 
     torch.set_num_threads(1)
     sets = {"val": [f"colorize_val={SPLIT / 'val'}"], "test": ["colorization"]}
@@ -243,7 +243,7 @@ def gate_verdicts(recipes: list[str] | None = None) -> None:
     """The bundled gate on each run's held-out results (``[sets.colorization]`` of
     golden/colorfid.toml, as ``colorfid eval --sets colorization`` judges them): pass / fail and
     the keys that fail, per run."""
-    from colorfid.evaluate import Results
+    from colorfid.evaluation import Results
     from colorfid.gate import judge, load_thresholds
 
     th = load_thresholds(REPO / "golden" / "colorfid.toml")

@@ -277,7 +277,7 @@ def test_trainer_step_on_device_and_resume_on_cpu(tmp_path, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_evaluate_on_device(tmp_path, device):
-    from colorfid.evaluate import evaluate
+    from colorfid.evaluation import evaluate
 
     data = _pairs(tmp_path / "set", n=2, size=48)
     kw = dict(sets=[str(data)], progress=False)  # own output caches: nothing of the CPU run is reused
