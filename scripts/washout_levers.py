@@ -143,9 +143,24 @@ def main(argv: list[str] | None = None) -> int:
     print("| recipe | seed | saturated_paint: sat ratio hc | whole-image sat ratio | validation rooms: sat ratio hc "
           "| photos: sat ratio hc | photos PSNR dB | neutral PSNR dB |")
     print("|---|---|---|---|---|---|---|---|")
+    keys = ("paint_hc", "paint_whole", "val_hc", "photos_hc", "photos_psnr", "neutral_psnr")
     for recipe, seed, c in rows:
-        print(f"| {recipe} | {seed} | " + " | ".join(fmt(c[k]) for k in (
-            "paint_hc", "paint_whole", "val_hc", "photos_hc", "photos_psnr", "neutral_psnr")) + " |")
+        print(f"| {recipe} | {seed} | " + " | ".join(fmt(c[k]) for k in keys) + " |")
+    seeds_of = {r: [c for rr, _, c in rows if rr == r] for r in dict.fromkeys(r for r, _, _ in rows)}
+    if any(len(cs) > 1 for cs in seeds_of.values()):
+        print()
+        print("Mean over seeds (min-max):")
+        print()
+        print("| recipe | seeds | saturated_paint: sat ratio hc | whole-image sat ratio | validation rooms: sat ratio hc "
+              "| photos: sat ratio hc | photos PSNR dB | neutral PSNR dB |")
+        print("|---|---|---|---|---|---|---|---|")
+        for recipe, cs in seeds_of.items():
+            cells = []
+            for k in keys:
+                vs = [c[k] for c in cs if c[k] is not None]
+                cells.append("n/a" if not vs else fmt(sum(vs) / len(vs)) + (
+                    f" ({fmt(min(vs))}-{fmt(max(vs))})" if len(vs) > 1 else ""))
+            print(f"| {recipe} | {len(cs)} | " + " | ".join(cells) + " |")
     return 0
 
 
