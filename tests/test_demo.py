@@ -37,7 +37,7 @@ def demo(tmp_path_factory):
         pytest.skip(f"demo checkpoints missing: {missing}")
     root = tmp_path_factory.mktemp("demo")
     buf = io.StringIO()
-    summary = run_demo(root / "reports", stream=buf, progress=False, cache_dir=root / "cache")
+    summary = run_demo(root / "reports", device="cpu", stream=buf, progress=False, cache_dir=root / "cache")
     return {"root": root, "cache": root / "cache", "text": buf.getvalue(), "summary": summary}
 
 
@@ -122,14 +122,14 @@ def test_every_place_shows_the_same_number_per_cell(demo, tmp_path):
     config, baseline = GOLDEN / DEMO_CONFIG, GOLDEN / BASELINE
     checked = 0
     for model, rel in DEMO_MODELS.items():
-        # colorfid eval, default options but the demo's thresholds, baseline and cache
+        # colorfid eval, default options but the demo's thresholds, baseline, cache and device (the CPU)
         js = tmp_path / f"{model}.json"
         src = ["--identity"] if rel is None else ["--checkpoint", str(GOLDEN / rel)]
         buf = io.StringIO()
         stdout, sys.stdout = sys.stdout, buf
         try:
             rc = cli.main(["eval", *src, "--config", str(config), "--baseline", str(baseline), "--cache",
-                           str(demo["cache"]), "--json", str(js), "--no-progress"])
+                           str(demo["cache"]), "--device", "cpu", "--json", str(js), "--no-progress"])
         finally:
             sys.stdout = stdout
         assert rc == (0 if s.gates[model].passed else 1)
@@ -177,7 +177,7 @@ def test_pytest_failure_table_shows_the_same_numbers(demo, tmp_path):
     r = subprocess.run(
         [sys.executable, "-m", "pytest", f"--checkpoint={GOLDEN / DEMO_MODELS[model]}", "-p", "no:cacheprovider",
          "--colorfid-config", str(GOLDEN / DEMO_CONFIG), "--colorfid-baseline", str(GOLDEN / BASELINE),
-         "--colorfid-cache", str(demo["cache"]), "-m", "colorfid", "-p", "no:randomly"],
+         "--colorfid-cache", str(demo["cache"]), "--colorfid-device", "cpu", "-m", "colorfid", "-p", "no:randomly"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-3000:]

@@ -523,7 +523,7 @@ def test_colorization_figure_cli(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no colorfid.toml here: the bundled one
     monkeypatch.setenv("COLORFID_CACHE", str(tmp_path / "cache"))
     runs = {
-        "identity": ["--identity", "--sets", "colorization"],
+        "identity": ["--identity", "--sets", "colorization", "--device", "cpu"],
         "sepia": ["--predictions", str(_sepia_predictions(tmp_path / "sepia"))],
         "gt": ["--predictions", str(_gt_predictions(tmp_path / "gt")), "--sets", "colorization"],
     }
@@ -554,7 +554,8 @@ def test_shipped_colorization_checkpoint_verdict(tmp_path, monkeypatch, capsys):
     assert f"`{digest}`" in (REPO / "golden" / "checkpoints" / "README.md").read_text()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COLORFID_CACHE", str(tmp_path / "cache"))
-    code = cli.main(["eval", "--checkpoint", str(ckpt), "--sets", "colorization", "--no-progress", "--json", "r.json"])
+    code = cli.main(["eval", "--checkpoint", str(ckpt), "--sets", "colorization", "--device", "cpu", "--no-progress",
+                     "--json", "r.json"])
     out = capsys.readouterr().out
     assert code == 1, out
     failed = {r.metric for r in judge(Results.load(tmp_path / "r.json"), load_thresholds(GOLDEN_TOML)).failed_rows}
@@ -666,32 +667,35 @@ def test_same_option_same_meaning_everywhere(tmp_path, monkeypatch, capsys):
     a, b = _nafnet_checkpoint(ws / "a.pth"), _nafnet_checkpoint(ws / "b.pth", shift=0.1)
     monkeypatch.chdir(ws)
     # a declared name resolves (it used to be refused as an unknown bundled set)
-    assert cli.main(["eval", "--checkpoint", "a.pth", "--sets", "my_photos", "--json", "ra.json", "--no-progress"]) == 0
+    assert cli.main(["eval", "--checkpoint", "a.pth", "--sets", "my_photos", "--device", "cpu", "--json", "ra.json",
+                     "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "sets my_photos" in out and "sat_ratio_hc" in out  # the [sets.my_photos] bound applied
     assert plan_gate("identity", sets=["my_photos"]).sets[0].root == ws / "data" / "my_photos"
     # a results file is a baseline: the same checkpoint passes against it, a worse one regresses
-    assert cli.main(["eval", "--checkpoint", "a.pth", "--sets", "my_photos", "--baseline", "ra.json", "--no-progress"]) == 0
-    assert cli.main(["eval", "--checkpoint", "b.pth", "--sets", "my_photos", "--baseline", "ra.json", "--no-progress"]) == 1
+    assert cli.main(["eval", "--checkpoint", "a.pth", "--sets", "my_photos", "--device", "cpu", "--baseline", "ra.json",
+                     "--no-progress"]) == 0
+    assert cli.main(["eval", "--checkpoint", "b.pth", "--sets", "my_photos", "--device", "cpu", "--baseline", "ra.json",
+                     "--no-progress"]) == 1
     assert "FAIL_REGRESSION" in capsys.readouterr().out
     # ... but --update-baseline never overwrites it
     before = (ws / "ra.json").read_text()
-    assert cli.main(["eval", "--checkpoint", "b.pth", "--sets", "my_photos", "--baseline", "ra.json",
+    assert cli.main(["eval", "--checkpoint", "b.pth", "--sets", "my_photos", "--device", "cpu", "--baseline", "ra.json",
                      "--update-baseline", "--no-progress"]) == 2
     assert "results file" in capsys.readouterr().err and (ws / "ra.json").read_text() == before
     # report: a as the baseline, --gate prints eval's table and exits 1; a -> a passes
-    rc = cli.main(["report", "--checkpoint", "a.pth", "b.pth", "--sets", "my_photos", "--first-as-baseline", "--gate",
-                   "--out", "rep"])
+    rc = cli.main(["report", "--checkpoint", "a.pth", "b.pth", "--sets", "my_photos", "--device", "cpu",
+                   "--first-as-baseline", "--gate", "--out", "rep"])
     out = capsys.readouterr().out
     assert rc == 1 and "FAIL_REGRESSION" in out and "colorfid gate: FAILED" in out
     gate = json.loads((ws / "rep" / "gate.json").read_text())
     assert gate["rows"][0]["baseline"] is not None and (ws / "rep" / "index.html").is_file()
-    assert cli.main(["report", "--checkpoint", "a.pth", "a.pth", "--sets", "my_photos", "--first-as-baseline",
-                     "--gate", "--out", "rep2"]) == 0
+    assert cli.main(["report", "--checkpoint", "a.pth", "a.pth", "--sets", "my_photos", "--device", "cpu",
+                     "--first-as-baseline", "--gate", "--out", "rep2"]) == 0
     assert "colorfid gate: PASSED" in capsys.readouterr().out
     # the report's --baseline takes the same results file; without --gate the exit code stays 0
-    assert cli.main(["report", "--checkpoint", "b.pth", "--sets", "my_photos", "--baseline", "ra.json",
-                     "--out", "rep3"]) == 0
+    assert cli.main(["report", "--checkpoint", "b.pth", "--sets", "my_photos", "--device", "cpu", "--baseline",
+                     "ra.json", "--out", "rep3"]) == 0
     assert "gate: FAIL" in capsys.readouterr().out
     assert cli.main(["report", "ra.json", "--first-as-baseline", "--out", "rep4"]) == 2
 

@@ -227,9 +227,10 @@ def test_checkpoint_and_fixtures(ws, pytester):
     assert list((ws / "mycache").glob("*/lq_good/im0.npy"))  # outputs cached where asked
     # --colorfid-weights picks the entry (params_ema falls back to params here); bad names: usage error
     r = pytester.runpytest("--checkpoint", "net.pth", "--colorfid-sets", "lqsets/lq_good", "-p", "no:cacheprovider",
-                           "--colorfid-weights", "params", "-k", "colorfid")
+                           "--colorfid-device", "cpu", "--colorfid-weights", "params", "-k", "colorfid")
     r.assert_outcomes(passed=1)
-    assert pytester.runpytest("--checkpoint", "net.pth", "--colorfid-weights", "ema").ret == pytest.ExitCode.USAGE_ERROR
+    assert pytester.runpytest("--checkpoint", "net.pth", "--colorfid-device", "cpu", "--colorfid-weights",
+                              "ema").ret == pytest.ExitCode.USAGE_ERROR
     # The same fixtures without --checkpoint: colorfid_model skips.
     r = pytester.runpytest("-k", "test_model")
     r.assert_outcomes(skipped=1)

@@ -106,6 +106,6 @@ def test_evaluate_records_its_thread_count(default_torch, monkeypatch, tmp_path)
             seen.append(torch.get_num_threads())
             return x.clone()
 
-    r = evaluate(Spy(), [load_stress_set(root)], cache_dir=tmp_path / "c", progress=False)
+    r = evaluate(Spy(), [load_stress_set(root)], device="cpu", cache_dir=tmp_path / "c", progress=False)
     assert seen == [1] and r.provenance["timing"]["threads"] == 1
     assert torch.get_num_threads() == 4

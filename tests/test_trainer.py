@@ -347,10 +347,10 @@ def test_auto_resume_of_a_finished_run_has_nothing_to_do(data, tmp_path, monkeyp
     raw = _raw(data, root, total_iter=2)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "o.yml").write_text(yaml.safe_dump(raw))
-    assert main(["train", "-opt", "o.yml", "--no-progress"]) == 0
+    assert main(["train", "-opt", "o.yml", "--no-progress", "--device", "cpu"]) == 0
     files = {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
     capsys.readouterr()
-    assert main(["train", "-opt", "o.yml", "--auto-resume", "--no-progress"]) == 0
+    assert main(["train", "-opt", "o.yml", "--auto-resume", "--no-progress", "--device", "cpu"]) == 0
     err = capsys.readouterr().err
     assert "nothing to do" in err and "at iteration 2 and train.total_iter is 2" in err
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()} == files  # nothing written
@@ -366,13 +366,13 @@ def test_short_total_iter_warns_or_scales_the_schedule(data, tmp_path):
                                           {"start": 50, "weights": {"chroma": 2.0}, "warmup": 25}]})
     with pytest.warns(ColorfidWarning, match=r"total_iter \(4\) ends before train.scheduler.T_max = 100, "
                                              r"train.loss_schedule.stages\[1\].start = 50, train.warmup_iter = 20"):
-        tr = Trainer(_opt(_raw(data, tmp_path / "a", **over)), progress=False)
+        tr = Trainer(_opt(_raw(data, tmp_path / "a", **over)), progress=False, device="cpu")
     assert tr.opt["train"]["scheduler"]["T_max"] == 100  # warned, not changed
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", ColorfidWarning)
-        tr = Trainer(_opt(_raw(data, tmp_path / "b", **over)), progress=False, scale_schedule=True)
+        tr = Trainer(_opt(_raw(data, tmp_path / "b", **over)), progress=False, scale_schedule=True, device="cpu")
     t = tr.opt["train"]
     # the shape kept on the shorter run: factor 4 / 100
     assert t["scheduler"]["T_max"] == 4 and t["warmup_iter"] == 1
@@ -381,7 +381,7 @@ def test_short_total_iter_warns_or_scales_the_schedule(data, tmp_path):
     # a schedule without a length (no cosine scheduler) cannot be scaled
     bad = dict(over, scheduler={"type": "MultiStepLR", "milestones": [50], "gamma": 0.5})
     with pytest.raises(ConfigError, match="no length to scale from"):
-        Trainer(_opt(_raw(data, tmp_path / "c", **bad)), progress=False, scale_schedule=True)
+        Trainer(_opt(_raw(data, tmp_path / "c", **bad)), progress=False, scale_schedule=True, device="cpu")
 
 
 def test_validation_is_a_table_and_the_bar_says_validating(data, tmp_path, capsys):
@@ -389,7 +389,7 @@ def test_validation_is_a_table_and_the_bar_says_validating(data, tmp_path, capsy
     raw = _raw(data, tmp_path / "e", total_iter=2)
     raw["val"] = {"val_freq": 2, "sets": [str(vs)], "best_metrics": ["de00_p95", "psnr"],
                   "gate": {"defaults": {"psnr": {"min": 99.0}}}}
-    train(_opt(raw), progress=True)
+    train(_opt(raw), progress=True, device="cpu")
     err = capsys.readouterr().err
     assert "validating 1 set(s) (raw weights)" in err  # the bar's postfix during the pause
     lines = err[err.index("validation @ iter 2"):].splitlines()
@@ -414,7 +414,7 @@ def test_tensorboard_events_hold_losses_and_validation(data, tmp_path):
     raw["val"] = {"val_freq": 2, "sets": [str(vs)], "best_metrics": ["de00_p95", "psnr"],
                   "gate": {"defaults": {"psnr": {"min": 1.0}}}}
     raw["logger"]["use_tb_logger"] = True
-    train(_opt(raw), progress=False)
+    train(_opt(raw), progress=False, device="cpu")
     acc = EventAccumulator(str(tmp_path / "e" / "tb_logger"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
@@ -544,7 +544,7 @@ def test_trainer_validation_and_eval_score_the_same_weights(data, tmp_path, caps
     raw = _raw(data, tmp_path / "e", total_iter=3, ema_decay=0.9)  # window ~10 > 3 iterations
     raw["val"] = {"val_freq": 3, "sets": [str(vs)], "report": False,
                   "gate": {"defaults": {"de00_p95": {"max": 1000.0}, "psnr": {"min": 1.0}}}}
-    train(_opt(raw), progress=False)
+    train(_opt(raw), progress=False, device="cpu")
     assert "ema_decay 0.9 averages over ~10 iterations but total_iter is 3" in capsys.readouterr().err
     root = tmp_path / "e"
     val = Results.load(root / "validation" / "results_3.json")
@@ -557,8 +557,9 @@ def test_trainer_validation_and_eval_score_the_same_weights(data, tmp_path, caps
     runs = {}
     for weights in (None, "params"):
         out = tmp_path / f"eval_{weights}.json"
-        argv = ["eval", "--checkpoint", str(ckpt), "--sets", str(vs), "--config", str(cfg), "--json", str(out),
-                "--cache", str(tmp_path / "cache"), "--no-progress"] + (["--weights", weights] if weights else [])
+        argv = ["eval", "--checkpoint", str(ckpt), "--sets", str(vs), "--config", str(cfg), "--device", "cpu",
+                "--json", str(out), "--cache", str(tmp_path / "cache"), "--no-progress",
+                *(["--weights", weights] if weights else [])]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             assert main(argv) == 0

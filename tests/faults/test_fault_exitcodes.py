@@ -16,7 +16,7 @@ BIG = "1" + "0" * 400  # a 401-digit integer
 
 def _lq_eval(proj, *extra):
     identity_checkpoint(proj / "id.pth")
-    return ["eval", "--checkpoint", "id.pth", "--sets", "lqsets/good", "--no-progress", *extra]
+    return ["eval", "--checkpoint", "id.pth", "--sets", "lqsets/good", "--device", "cpu", "--no-progress", *extra]
 
 
 def _nothing_evaluated(proj):
@@ -89,7 +89,8 @@ def test_exitcode_pytest_cache_in_an_unwritable_folder(runner, proj, env, unwrit
     identity_checkpoint(proj / "id.pth")
     (proj / "cache").mkdir()
     unwritable(proj / "cache")
-    runner.pytest("--checkpoint=id.pth", "--colorfid-sets=lqsets/good", cwd=proj, env=env).usage(
+    runner.pytest("--checkpoint=id.pth", "--colorfid-sets=lqsets/good", "--colorfid-device=cpu", cwd=proj,
+                  env=env).usage(
         "OutputError", "cache", code=4)
 
 

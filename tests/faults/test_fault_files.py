@@ -300,8 +300,8 @@ def test_files_report_checkpoints_with_one_file_name_keep_both_results(runner, p
 
     identity_checkpoint(proj / "a" / "net.pth")
     identity_checkpoint(proj / "b" / "net.pth", width=16)
-    runner.cli("report", "--checkpoint", "a/net.pth", "b/net.pth", "--sets", "lqsets/good", "--out", "rep",
-               "--no-gate", cwd=proj, env=env).passed()
+    runner.cli("report", "--checkpoint", "a/net.pth", "b/net.pth", "--sets", "lqsets/good", "--device", "cpu",
+               "--out", "rep", "--no-gate", cwd=proj, env=env).passed()
     saved = sorted((proj / "rep" / "checkpoints").glob("*.json"))
     assert len(saved) == 2, saved
     shas = {json.loads(p.read_text())["provenance"]["checkpoint_sha256"] for p in saved}

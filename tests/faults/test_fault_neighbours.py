@@ -64,5 +64,6 @@ def test_neighbour_checkpoint_alias_still_works_without_an_owner(runner, proj, e
     from faultkit import identity_checkpoint
 
     identity_checkpoint(proj / "id.pth")
-    runner.pytest("--checkpoint=id.pth", "--colorfid-sets=lqsets/good", cwd=proj, env=env).passed(
+    runner.pytest("--checkpoint=id.pth", "--colorfid-sets=lqsets/good", "--colorfid-device=cpu", cwd=proj,
+                  env=env).passed(
         "1 passed", "colorfid: checkpoint")

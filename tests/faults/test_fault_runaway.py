@@ -61,7 +61,7 @@ def gappy_checkpoint(path: Path) -> Path:
     return path
 
 
-EVAL = ["eval", "--sets", "lqsets/good", "--no-progress", "--checkpoint"]
+EVAL = ["eval", "--sets", "lqsets/good", "--device", "cpu", "--no-progress", "--checkpoint"]
 
 
 def test_runaway_wide_checkpoint_is_refused_before_allocation(runner, proj, env):

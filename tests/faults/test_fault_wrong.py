@@ -106,8 +106,8 @@ def test_wrong_names_differing_in_punctuation_get_their_own_outputs(runner, proj
     _colliding_names(proj)
     identity_checkpoint(proj / "id.pth")
     for _ in range(2):  # cold, then warm cache
-        runner.cli("eval", "--checkpoint", "id.pth", "--sets", "csets/c", "--json", "r.json", "--no-progress",
-                   cwd=proj, env=env).no_traceback()
+        runner.cli("eval", "--checkpoint", "id.pth", "--sets", "csets/c", "--device", "cpu", "--json", "r.json",
+                   "--no-progress", cwd=proj, env=env).no_traceback()
         images = json.loads((proj / "r.json").read_text())["sets"]["c"]["images"]
         outs = {im["name"]: im["output"] for im in images}
         assert outs["a b"] != outs["a_b"], outs
@@ -122,8 +122,8 @@ def test_wrong_set_names_differing_in_punctuation_get_their_own_cache(runner, pr
     identity_checkpoint(proj / "id.pth")
     make_set(proj / "psets", "x y", sides=("lq",), factor=0.5)
     make_set(proj / "psets", "x_y", sides=("lq",), factor=0.9)
-    runner.cli("eval", "--checkpoint", "id.pth", "--sets", "psets", "--json", "r.json", "--no-progress", cwd=proj,
-               env=env).no_traceback()
+    runner.cli("eval", "--checkpoint", "id.pth", "--sets", "psets", "--device", "cpu", "--json", "r.json",
+               "--no-progress", cwd=proj, env=env).no_traceback()
     sets = json.loads((proj / "r.json").read_text())["sets"]
     outs = [im["output"] for s in ("x y", "x_y") for im in sets[s]["images"]]
     assert len(set(outs)) == 4, outs
@@ -134,8 +134,8 @@ def test_wrong_full_size_files_of_names_differing_in_punctuation(runner, proj, e
 
     _colliding_names(proj)
     identity_checkpoint(proj / "id.pth")
-    runner.cli("eval", "--checkpoint", "id.pth", "--sets", "csets/c", "--json", "r.json", "--no-progress",
-               cwd=proj, env=env).no_traceback()
+    runner.cli("eval", "--checkpoint", "id.pth", "--sets", "csets/c", "--device", "cpu", "--json", "r.json",
+               "--no-progress", cwd=proj, env=env).no_traceback()
     runner.cli("report", "r.json", "--out", "rep", "--full-size", "--no-gate", cwd=proj, env=env).passed()
     html = (proj / "rep" / "index.html").read_text()
     outs = sorted(set(re.findall(r'href="(full/[^"]*_output\.png)"', html)))
@@ -146,7 +146,8 @@ def test_wrong_full_size_files_of_names_differing_in_punctuation(runner, proj, e
 def test_wrong_set_with_lq_and_pred_runs_the_model_on_lq(runner, proj, env):
     identity_checkpoint(proj / "id.pth")
     make_set(proj / "both", "both", sides=("lq", "pred"))
-    r = runner.cli("eval", "--checkpoint", "id.pth", "--sets", "both/both", "--no-progress", cwd=proj, env=env)
+    r = runner.cli("eval", "--checkpoint", "id.pth", "--sets", "both/both", "--device", "cpu", "--no-progress",
+                   cwd=proj, env=env)
     r.passed("PASSED")
     assert "no lq/" not in r.text
 
@@ -182,5 +183,5 @@ def test_wrong_wrapped_nafnet_is_still_a_nafnet(runner, proj, env, prefix):
     ck = identity_checkpoint(proj / "id.pth")
     sd = torch.load(ck, weights_only=True)["params"]
     torch.save({"params": {prefix + k: v for k, v in sd.items()}}, proj / "wrapped.pth")
-    runner.cli("eval", "--checkpoint", "wrapped.pth", "--sets", "lqsets/good", "--no-progress", cwd=proj,
-               env=env).passed("PASSED")
+    runner.cli("eval", "--checkpoint", "wrapped.pth", "--sets", "lqsets/good", "--device", "cpu", "--no-progress",
+               cwd=proj, env=env).passed("PASSED")
