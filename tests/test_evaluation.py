@@ -278,3 +278,29 @@ def test_set_protocol_overrides_recorded(tmp_path):
     assert r.sets["strict"]["protocol"]["hc_saturation"] == 0.3
     assert r.sets["strict"]["protocol"]["hue_chroma_floor"] == 12.0
     assert r.protocol["hc_saturation"] == 0.5 and r.sets["strict"]["description"] == "x"
+
+
+def test_a_device_that_cannot_load_is_not_called_a_corrupt_checkpoint(monkeypatch):
+    """A checkpoint that loads on the CPU but fails on the chosen device (a CUDA device torch
+    cannot use, say) is a UsageError naming the device, not 'corrupt or not a checkpoint?'."""
+    import colorfid.models.checkpoint as ck
+    import colorfid.models.inference as inf
+    from colorfid.errors import CheckpointError, UsageError
+    from colorfid.evaluation.source import resolve_model
+
+    path = Path(__file__).resolve().parents[1] / "golden" / "checkpoints" / "demo_l1.pth"
+    real = ck.load_model
+
+    def load_model(p, *a, device=None, **kw):
+        if str(device) != "cpu":
+            raise AssertionError("Torch not compiled with CUDA enabled")
+        return real(p, *a, device=device, **kw)
+
+    monkeypatch.setattr(ck, "load_model", load_model)
+    monkeypatch.setattr(inf, "select_device", lambda device=None: torch.device("meta"))
+    with pytest.raises(UsageError, match=r"loads on the CPU but not on device 'meta'.*--device cpu"):
+        resolve_model(str(path))
+    # a file that fails everywhere is still the file's fault
+    monkeypatch.setattr(ck, "load_model", lambda *a, **kw: (_ for _ in ()).throw(ValueError("bad pickle")))
+    with pytest.raises(CheckpointError, match="corrupt or not a checkpoint"):
+        resolve_model(str(path))

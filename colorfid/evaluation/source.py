@@ -187,6 +187,11 @@ def resolve_model(
             except (ColorfidError, MemoryError):
                 raise
             except Exception as exc:  # noqa: BLE001 - torch.load can fail in many ways on a bad file
+                if torch.device(dev).type != "cpu" and _loads_on_cpu(path, wanted):
+                    raise UsageError(
+                        f"checkpoint {str(path)!r} loads on the CPU but not on device {str(dev)!r} "
+                        f"({type(exc).__name__}: {exc}); choose another device (--device cpu)"
+                    ) from exc
                 raise CheckpointError(
                     f"checkpoint {str(path)!r} cannot be loaded ({type(exc).__name__}: {exc}); corrupt or not a checkpoint?"
                 ) from exc
@@ -210,3 +215,14 @@ def resolve_model(
         "evaluate() takes an nn.Module, a checkpoint path, 'identity', or None / 'predictions'; "
         f"got {type(model_or_predictions).__name__}"
     )
+
+
+def _loads_on_cpu(path: Path, weights: str) -> bool:
+    """Whether the checkpoint loads on the CPU (tells a device problem from a bad file)."""
+    from ..models.checkpoint import load_model
+
+    try:
+        load_model(path, device="cpu", param_key=weights)
+    except Exception:  # noqa: BLE001 - any failure: the file is the problem
+        return False
+    return True
