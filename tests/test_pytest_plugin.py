@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from _images import gt_array as _gt
+from _images import png as _png
 
 import colorfid.evaluation  # noqa: F401
 import colorfid.gate  # noqa: F401
@@ -42,19 +43,6 @@ sat_ratio_hc = { target = 1.0, band = 0.1 }   # tiny test bound
 """
 
 
-def _png(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "RGB").save(path)
-
-
-def _gt(seed: int, h=24, w=24, grey=False) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if grey:
-        return np.repeat(rng.uniform(60, 190, (h, w, 1)), 3, axis=2)
-    a = np.empty((h, w, 3))
-    a[:] = (30, 70, 200)
-    a[:, w // 2:] = (200, 40, 40)
-    return a * rng.uniform(0.85, 1.0, (h, w, 1))
 
 
 def make_set(root: Path, name: str, *, factor=1.0, grey=False, n=2, side="pred") -> Path:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 
@@ -164,20 +163,7 @@ class Runner:
 # --------------------------------------------------------------------------- data
 
 
-def png(path: Path, arr: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), "RGB").save(path)
-    return path
-
-
-def gt_array(seed: int, h: int = 24, w: int = 24, grey: bool = False) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    if grey:
-        return np.repeat(rng.uniform(60, 190, (h, w, 1)), 3, axis=2)
-    a = np.empty((h, w, 3))
-    a[:] = (30, 70, 200)
-    a[:, w // 2:] = (200, 40, 40)
-    return a * rng.uniform(0.85, 1.0, (h, w, 1))
+from _images import gt_array, png  # noqa: E402 - tests/_images.py, shared with the plugin tests
 
 
 def make_set(root: Path, name: str, *, factor: float = 1.0, n: int = 2, sides: Iterable[str] = ("pred",),
