@@ -20,8 +20,9 @@ Numerical notes on CIEDE2000
 ----------------------------
 * No absolute hue angle is ever rounded. The hue difference comes from the cross and dot
   products of the two (a', b) vectors: ΔH'² = 2 (C1'C2' - a1'a2' - b1b2), evaluated as
-  2 X² / (C1'C2' + a1'a2' + b1b2) for |Δh'| <= 90° (X the cross product, itself formed from
-  Δa, Δb, so without cancellation), and the sign of Δh' is the sign of X. The branch at
+  2 X² / (C1'C2' + a1'a2' + b1b2) for |Δh'| <= 90° (X the cross product, formed from Δa, Δb,
+  or from the products where one chroma is ~0 and that form would cancel: whichever has the
+  smaller rounding bound), and the sign of Δh' is the sign of X. The branch at
   |h1' - h2'| = 180° (where the formula is discontinuous) is therefore decided from an exact
   sign: opposite hues give X = 0 exactly and fall in Sharma's "<= 180°" branch (eq. 10) in
   float32 as in float64 (pair 14, which a naive float32 implementation misses by 0.058). The
@@ -230,7 +231,8 @@ def ciede2000(
 
     * ΔC' = C2' - C1' = (C2'² - C1'²) / (C1' + C2'), with C2'² - C1'² = (1+G)² Δa (a1+a2) + Δb (b1+b2).
     * ΔH'² = 4 C1'C2' sin²(Δh'/2) = 2 (C1'C2' - a1'a2' - b1b2); with the cross product
-      X = a1'b2 - b1a2' = (1+G)(ā Δb - b̄ Δa) and D± = C1'C2' ± (a1'a2' + b1b2) this is
+      X = a1'b2 - b1a2' = (1+G)(ā Δb - b̄ Δa) (the product form where its rounding bound is
+      smaller: one chroma ~0; both are exactly antisymmetric) and D± = C1'C2' ± (a1'a2' + b1b2) this is
       2 X² / D+ for |Δh'| <= 90° (no cancellation) and 2 D- beyond. ΔH' = sign(Δh') sqrt(ΔH'²).
     * h̄' (eq. 14) as a unit vector: the bisector C2' (a1', b1) + C1' (a2', b2) of the two hue
       directions for |Δh'| <= 90°, the perpendicular of C1' (a2', b2) - C2' (a1', b1) turned by
@@ -262,7 +264,14 @@ def ciede2000(
     dl = L2.to(hp) - L1.to(hp)
     da, db = A2 - A1, B2 - B1
     num_c = s * s * da * (A1 + A2) + db * (B1 + B2)  # C2'² - C1'²
-    cross = s * (0.5 * (A1 + A2) * db - 0.5 * (B1 + B2) * da)  # a1' b2 - b1 a2', exactly antisymmetric
+    # X = a1' b2 - b1 a2' in two forms, each exactly antisymmetric in the two colours: from the
+    # differences (accurate for near colours) or from the products (accurate when one chroma is
+    # ~0, where the first cancels to 0 and would flip h̄' by 180° with the argument order). The
+    # form with the smaller rounding bound is taken; the choice is symmetric in the colours.
+    mid_h, mid_v = 0.5 * (A1 + A2) * db, 0.5 * (B1 + B2) * da
+    prod_h, prod_v = a1p * B2, B1 * a2p
+    by_products = lt(prod_h.abs() + prod_v.abs() - s * (mid_h.abs() + mid_v.abs()))
+    cross = where(by_products, prod_h - prod_v, s * (mid_h - mid_v))
     dot = a1p * a2p + B1 * B2
     cc = c1p * c2p
     chromatic = ne0(cc)

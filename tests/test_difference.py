@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from colorfid.color import srgb_to_lab
@@ -253,6 +253,10 @@ lab_value = st.tuples(st.floats(0, 100), st.floats(-128, 128), st.floats(-128, 1
 
 @settings(max_examples=300, deadline=None)
 @given(lab_value, lab_value)
+# one chroma ~0 (a* = -2.2e-16): the cross product's difference form cancels to 0 there, which
+# made ΔE depend on the argument order and left colour-science by 1.05e-10 (found by Hypothesis)
+@example((0.0, 3.0, -1.0), (0.0, -2.220446049250313e-16, 0.0))
+@example((0.0, 0.0, -2.220446049250313e-16), (0.0, 18.0, -1.0))
 def test_properties(p, q):
     a = torch.tensor(p, dtype=torch.float64).reshape(3, 1, 1)
     b = torch.tensor(q, dtype=torch.float64).reshape(3, 1, 1)
